@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_TASKS "mlp:784-48-48-10:tanh:b128,vit:fm:dim64:depth2:heads2,bert:tiny:mlm"
+#define DEFAULT_TASKS "mlp:784-256-256-10:relu,vit:fm:dim64:depth2:heads2,bert:tiny:mlm"
 #define DEFAULT_OPTIMIZERS "sgd:0.1,adam:0.001,lstm,mnemosyne-c,mnemosyne-t"
 
 typedef struct {

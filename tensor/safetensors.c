@@ -6,7 +6,6 @@
  * checks what the reference implementation checks (header size limit, JSON
  * object, no duplicate keys, dtype sizes, offsets tiling the buffer exactly), so
  * a file that opens here opens there and the other way round. */
-#include "tensor/safetensors_internal.h"
 #include "tensor/fileio_internal.h"
 #include "tensor/tensor.h"
 #include "tensor/tensor_internal.h"

@@ -254,6 +254,9 @@ void *mn_read_file(const char *path, size_t *size, size_t max_size, mn_err *err)
  * and BF16 convert to F32; I32 and I64 (range-checked) load as I32. */
 typedef struct mn_st_file mn_st_file;
 mn_st_file *mn_st_open(const char *path, mn_err *err);
+/* The same from a safetensors image in memory (copied, so data may be freed afterwards); name
+ * stands for the file in error messages and is what mn_st_path returns. */
+mn_st_file *mn_st_open_memory(const void *data, size_t size, const char *name, mn_err *err);
 int mn_st_count(const mn_st_file *f);
 const char *mn_st_name(const mn_st_file *f, int i); /* in file order of offsets */
 /* Looks up a tensor's dtype string ("F32", ...) and shape; false if absent. */

@@ -3,7 +3,6 @@
  * padded headers as the reference writer makes them), and one malformed file per
  * rule the reader enforces, checked by the words of its error message. */
 #include "testutil.h"
-#include "tensor/safetensors_internal.h"
 
 #include <dirent.h>
 #include <jansson.h>

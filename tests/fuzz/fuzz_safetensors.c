@@ -1,7 +1,6 @@
 /* libFuzzer target for the safetensors reader: any byte string either opens and
  * reads back cleanly, or fails with a message; it must never crash, leak or read
  * out of bounds. Build and run: see tests/fuzz/README.md. */
-#include "tensor/safetensors_internal.h"
 #include "tensor/tensor.h"
 
 #include <stdint.h>
