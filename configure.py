@@ -25,6 +25,7 @@ Python 3 standard library only.
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -392,6 +393,13 @@ def esc(path):
     return path.replace("$", "$$").replace(" ", "$ ").replace(":", "$:")
 
 
+def incbin_files(path):
+    """Files a source embeds with MN_INCBIN(symbol, "file") (an assembler .incbin, see
+    optim/pretrained.c): the compiler's depfile misses them, so they become implicit inputs."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return sorted(set(re.findall(r'MN_INCBIN\(\s*\w+\s*,\s*"([^"]+)"\s*\)', f.read())))
+
+
 def isa_flags(path):
     name = os.path.basename(path)
     if name.endswith("_avx512.c"):
@@ -530,7 +538,7 @@ Subset of tests: python3 tests/run_tests.py %(bd)s/release [name-filter]
         all_sources = (src["lib"] + src["tests"] + src["test_helpers"] +
                        [f for d in PROGRAM_DIRS for f in src["programs"][d][0] + src["programs"][d][1]])
         for f in all_sources:
-            n.build([obj(f)], "cc", [f], variables=cvars(f))
+            n.build([obj(f)], "cc", [f], implicit=incbin_files(f), variables=cvars(f))
         lib_objs = [obj(f) for f in src["lib"]]
         liba, libso = "%s/libmnemo.a" % out, "%s/libmnemo.so" % out
         n.build([liba], "ar", lib_objs)

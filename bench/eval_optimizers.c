@@ -24,6 +24,7 @@
 typedef struct {
     const char *tasks, *optimizers, *out, *json, *work, *data_dir, *fortunes_dir, *grid_sgd, *grid_adam;
     long steps, seeds, first_seed, test_size, threads;
+    long grid_seeds; /* grid points run on the first grid_seeds seeds; the best then runs on all */
     bool grid;
 } options;
 
@@ -118,10 +119,11 @@ static bool train_once(const char *task_spec, const char *opt_spec, uint64_t see
     return true;
 }
 
-static bool run_seeds(const options *op, const char *task_spec, const char *opt_spec, result *r, task_data *d,
-                      tracker *tk, mn_err *err) {
+/* Seeds [from, to) of opt_spec into r. */
+static bool run_seeds(const options *op, const char *task_spec, const char *opt_spec, int from, int to, result *r,
+                      task_data *d, tracker *tk, mn_err *err) {
     snprintf(r->spec, sizeof r->spec, "%s", opt_spec);
-    for (int s = 0; s < op->seeds; s++)
+    for (int s = from; s < to; s++)
         if (!train_once(task_spec, opt_spec, (uint64_t)(op->first_seed + s), s, r, d, tk, err)) return false;
     return true;
 }
@@ -172,24 +174,25 @@ static bool evaluate_optimizer(const options *op, const char *task_spec, const c
         result_alloc(best, (int)op->seeds, op->steps);
         const char *colon = strchr(label, ':');
         best->lr = is_hand_designed(label) && colon ? atof(colon + 1) : NAN;
-        return run_seeds(op, task_spec, label, best, d, tk, err);
+        return run_seeds(op, task_spec, label, 0, (int)op->seeds, best, d, tk, err);
     }
     double best_mean = INFINITY;
     bool have = false;
+    int grid_seeds = op->grid_seeds > 0 && op->grid_seeds < op->seeds ? (int)op->grid_seeds : (int)op->seeds;
     for (int g = 0; g < n_grid; g++) {
         result r = {0};
         result_alloc(&r, (int)op->seeds, op->steps);
         char spec[192];
         snprintf(spec, sizeof spec, "%s:%g", label, grid[g]);
         r.lr = grid[g];
-        if (!run_seeds(op, task_spec, spec, &r, d, tk, err)) {
+        if (!run_seeds(op, task_spec, spec, 0, grid_seeds, &r, d, tk, err)) {
             result_free(&r);
             if (have) result_free(best);
             return false;
         }
         double mean, std;
-        mean_std(r.final_loss, r.seeds, &mean, &std);
-        fprintf(stderr, "%s | %s: final train loss %.5g\n", task_spec, spec, mean);
+        mean_std(r.final_loss, grid_seeds, &mean, &std);
+        fprintf(stderr, "%s | %s: final train loss %.5g (seeds %d)\n", task_spec, spec, mean, grid_seeds);
         if (!have || (isfinite(mean) && !(mean >= best_mean))) {
             if (have) result_free(best);
             snprintf(r.label, sizeof r.label, "%s", label);
@@ -200,7 +203,9 @@ static bool evaluate_optimizer(const options *op, const char *task_spec, const c
             result_free(&r);
         }
     }
-    return true;
+    char chosen[sizeof best->spec];
+    snprintf(chosen, sizeof chosen, "%s", best->spec);
+    return run_seeds(op, task_spec, chosen, grid_seeds, (int)op->seeds, best, d, tk, err);
 }
 
 /* ---- reports ----------------------------------------------------------------------------------------------- */
@@ -218,8 +223,12 @@ static void cell(char *buf, size_t n, const double *v, int k, const char *fmt) {
 
 static void markdown_table(FILE *f, const char *task, const result *rs, int n, const options *op,
                            const char *metric) {
-    fprintf(f, "### %s\n\n%ld steps, seeds %ld..%ld (mean ± std)\n\n", task, op->steps, op->first_seed,
+    fprintf(f, "### %s\n\n%ld steps, seeds %ld..%ld (mean ± std)", task, op->steps, op->first_seed,
             op->first_seed + op->seeds - 1);
+    if (op->grid && op->grid_seeds > 0 && op->grid_seeds < op->seeds)
+        fprintf(f, "; grid learning rates chosen by the mean over seed%s %ld..%ld", op->grid_seeds > 1 ? "s" : "",
+                op->first_seed, op->first_seed + op->grid_seeds - 1);
+    fprintf(f, "\n\n");
     fprintf(f, "| optimizer | lr | final train loss | test loss | test %s | wall time (s) | state bytes / param |\n",
             metric ? metric : "metric");
     fprintf(f, "|---|---|---|---|---|---|---|\n");
@@ -338,9 +347,11 @@ static int evaluate_all(const options *op, const plan *pl, task_data *d) {
     int64_t total = 0;
     for (int j = 0; j < pl->n_opts; j++) {
         bool gridded = op->grid && is_hand_designed(pl->optims[j]) && !strchr(pl->optims[j], ':');
-        total += gridded ? (strncmp(pl->optims[j], "sgd", 3) ? pl->n_adam : pl->n_sgd) : 1;
+        int n_grid = strncmp(pl->optims[j], "sgd", 3) ? pl->n_adam : pl->n_sgd;
+        long grid_seeds = op->grid_seeds > 0 && op->grid_seeds < op->seeds ? op->grid_seeds : op->seeds;
+        total += gridded ? n_grid * grid_seeds + (op->seeds - grid_seeds) : op->seeds;
     }
-    total *= (int64_t)pl->n_tasks * op->seeds * op->steps;
+    total *= (int64_t)pl->n_tasks * op->steps;
     tracker tk = {0};
     progress_start(&tk.pr, total, "steps");
     mn_err err;
@@ -416,6 +427,8 @@ int main(int argc, char **argv) {
         {"--grid", CLI_FLAG, &op.grid, "search the learning rate of sgd / adam / adamw specs named without one"},
         {"--grid-sgd", CLI_STRING, &op.grid_sgd, "learning rates tried for sgd"},
         {"--grid-adam", CLI_STRING, &op.grid_adam, "learning rates tried for adam and adamw"},
+        {"--grid-seeds", CLI_INT, &op.grid_seeds,
+         "seeds each grid point runs on (the first ones; 0: all); the best learning rate then runs on all", 0, 1000},
         {"--test-size", CLI_INT, &op.test_size, "test samples evaluated (0: all; BERT uses at most 512 texts)", 0,
          1e9},
         {"--out", CLI_STRING, &op.out, "directory for results.md and the loss plots"},

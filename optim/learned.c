@@ -412,13 +412,15 @@ void mn_lopt_apply(const mn_lopt *o, mn_lopt_state *s, int n, mn_tensor *const *
     for (int i = 0; i < n; i++) s->steps[i]++;
     s->n_apply++;
     mn_tensor *new_slot[LOPT_MAX_SLOTS];
-    mn_tensor *delta = lopt_step(o, s, concat_flat(n, grads), new_slot);
+    /* without a graph to record, the fused path (learned_fast.c) advances the state itself */
+    bool fast = lopt_fast_usable(o, s, n, grads);
+    mn_tensor *delta = fast ? lopt_fast_step(o, s, n, grads, NULL) : lopt_step(o, s, concat_flat(n, grads), new_slot);
     for (int i = 0; i < n; i++) {
         int64_t off = s->lay.offset[i];
         mn_tensor *d = mn_reshape(mn_slice(delta, 0, off, off + s->lay.numel[i], 1), s->ndim[i], s->shape[i]);
         new_params[i] = mn_retain(mn_add(params[i], mn_scale(d, lr_scale)));
     }
-    for (int k = 0; k < s->n_slots; k++) {
+    for (int k = 0; k < s->n_slots && !fast; k++) {
         mn_retain(new_slot[k]);
         mn_release(s->slot[k]);
         s->slot[k] = new_slot[k];

@@ -54,9 +54,18 @@ static void lopt_optimizer_step(mn_optimizer *o) {
         s->steps[i] = o->param_steps[i];
     }
     s->n_apply++;
-    mn_tensor *new_slot[LOPT_MAX_SLOTS];
-    mn_tensor *delta = lopt_step(a->lopt, s, n == 1 ? grads[0] : mn_concat(n, grads, 0), new_slot);
-    for (int k = 0; k < s->n_slots && !all; k++) {
+    mn_tensor *new_slot[LOPT_MAX_SLOTS], *delta;
+    bool fast = lopt_fast_usable(a->lopt, s, n, grads); /* the fused path (learned_fast.c) unless disabled */
+    if (fast) {
+        bool *active = calloc((size_t)n, sizeof *active);
+        if (!active) mn_fatal("mn_optim_step (%s): out of memory", o->vt->name);
+        for (int i = 0; i < n; i++) active[i] = o->params.items[i].tensor->grad != NULL;
+        delta = lopt_fast_step(a->lopt, s, n, grads, active);
+        free(active);
+    } else {
+        delta = lopt_step(a->lopt, s, n == 1 ? grads[0] : mn_concat(n, grads, 0), new_slot);
+    }
+    for (int k = 0; k < s->n_slots && !all && !fast; k++) {
         for (int i = 0; i < n; i++) {
             if (o->params.items[i].tensor->grad) continue;
             int axis;
@@ -65,7 +74,7 @@ static void lopt_optimizer_step(mn_optimizer *o) {
             mnt_copy_(mnt_slice(new_slot[k], axis, start, stop, 1), mnt_slice(s->slot[k], axis, start, stop, 1));
         }
     }
-    for (int k = 0; k < s->n_slots; k++) {
+    for (int k = 0; k < s->n_slots && !fast; k++) {
         mn_release(s->slot[k]);
         s->slot[k] = mn_retain(new_slot[k]);
     }
@@ -119,9 +128,8 @@ mn_optimizer *mn_lopt_optimizer(const mn_lopt *o, const mn_params *params, float
 }
 
 /* "NAME[:CKPT]" for the learned kinds (optim/spec.c). "mnemosyne:CKPT" takes the variant from
- * the checkpoint. Without CKPT the weights are freshly initialised (seed 0): the untrained
- * optimizers are sane small-step methods (see optim.h); pretrained checkpoints ship separately
- * and will become the defaults here. */
+ * the checkpoint. Without CKPT: the pretrained weights built into the library ("mnemosyne" alone
+ * means Mnemosyne-T). */
 mn_optimizer *mn__lopt_from_spec(const char *name, const char *ckpt, const mn_params *params, mn_err *err) {
     mn_lopt_kind kind = MN_LOPT_MNEMOSYNE_T;
     bool any_mnemosyne = !strcmp(name, "mnemosyne");
@@ -143,8 +151,8 @@ mn_optimizer *mn__lopt_from_spec(const char *name, const char *ckpt, const mn_pa
             mn_lopt_free(o);
             return NULL;
         }
-    } else {
-        o = mn_lopt_new(kind, 0);
+    } else if (!(o = mn_lopt_pretrained(kind, err))) {
+        return NULL;
     }
     lopt_optimizer *a = (lopt_optimizer *)mn_lopt_optimizer(o, params, 1.0f);
     a->owned = o;

@@ -149,4 +149,15 @@ void lopt_mnemosyne_free(mn_lopt *o);
 mn_tensor *lopt_mnemosyne_forward(const mn_lopt *o, const lopt_layout *lay, mn_tensor *x, mn_tensor *const *S,
                                   mn_tensor **S_new);
 
+/* ---- learned_fast*.c: the fused step for when no graph is recorded --------------------------------- */
+/* True when a step over these gradients would record nothing (grad mode off, or no weight, random
+ * feature, gradient or state tensor requires grad) and MNEMO_LOPT_FAST is not "0". */
+bool lopt_fast_usable(const mn_lopt *o, const mn_lopt_state *s, int n, mn_tensor *const *grads);
+/* lopt_step's result without a graph, blockwise (learned_fast.h): grads[i] holds tensor i's numel_i
+ * gradient values (any shape) -> delta [P] (current scope) such that theta += lr_scale * delta. Only
+ * the tensors with active[i] (all when active is NULL) are stepped: the others get delta 0 and keep
+ * their state. Slot tensors are written in place (Mnemosyne-T's CAM slots are replaced). Uses
+ * s->steps for the bias corrections. */
+mn_tensor *lopt_fast_step(const mn_lopt *o, mn_lopt_state *s, int n, mn_tensor *const *grads, const bool *active);
+
 #endif

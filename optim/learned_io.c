@@ -148,9 +148,10 @@ static bool known_name(const mn_lopt *o, const char *name) {
     return mn_params_find(&o->weights, name) || mn_params_find(&o->features, name);
 }
 
-mn_lopt *mn_lopt_load(const char *path, mn_err *err) {
-    mn_st_file *f = mn_st_open(path, err);
+/* Reads an optimizer from an open checkpoint and closes it. */
+static mn_lopt *load_from(mn_st_file *f, mn_err *err) {
     if (!f) return NULL;
+    const char *path = mn_st_path(f);
     mn_lopt_config cfg;
     uint64_t seed = 0;
     mn_lopt *o = NULL;
@@ -172,6 +173,12 @@ mn_lopt *mn_lopt_load(const char *path, mn_err *err) {
         return NULL;
     }
     return o;
+}
+
+mn_lopt *mn_lopt_load(const char *path, mn_err *err) { return load_from(mn_st_open(path, err), err); }
+
+mn_lopt *mn_lopt_load_memory(const void *data, size_t size, const char *name, mn_err *err) {
+    return load_from(mn_st_open_memory(data, size, name, err), err);
 }
 
 /* ---- per-task state --------------------------------------------------------------------------- */

@@ -161,7 +161,13 @@ const mn_lopt_config *mn_lopt_get_config(const mn_lopt *o);
  * validates the format, every config field, and every tensor's name and shape (nothing missing,
  * nothing extra) and returns NULL with err on any mismatch. */
 mn_lopt *mn_lopt_load(const char *path, mn_err *err);
+/* The same from a checkpoint image in memory; name stands for the file in error messages. */
+mn_lopt *mn_lopt_load_memory(const void *data, size_t size, const char *name, mn_err *err);
 bool mn_lopt_save(const mn_lopt *o, const char *path, mn_err *err);
+/* The weights that ship inside the library (optim/pretrained/KIND.safetensors, meta-trained on the
+ * mlp task family by bench/train_learned_optimizers.sh; see README). Optimizer specs without a
+ * checkpoint ("mnemosyne-t", "lstm") use these. NULL with err only if the build lacks them. */
+mn_lopt *mn_lopt_pretrained(mn_lopt_kind kind, mn_err *err);
 /* The meta-parameters: leaves that require grad, named as in the checkpoint. Train them with any
  * optimizer (e.g. mn_adam_new over this list). The random features are not among them. */
 const mn_params *mn_lopt_weights(const mn_lopt *o);

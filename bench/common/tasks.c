@@ -338,9 +338,9 @@ static bench_task *meta_bench_new(const char *spec, mn_meta_task *task, uint64_t
     return &m->base;
 }
 
-/* "mlp:784-48-48-10:tanh:b128" */
+/* "mlp:784-48-48-10:tanh[:b128]" (batch 128 when not given) */
 static bench_task *mlp_bench_new(const char *spec, char (*f)[64], int n, uint64_t seed, task_data *d, mn_err *err) {
-    if (n != 4) return mn_err_set(err, "task \"%s\": expected mlp:SIZES:ACT:bBATCH", spec), NULL;
+    if (n != 3 && n != 4) return mn_err_set(err, "task \"%s\": expected mlp:SIZES:ACT[:bBATCH]", spec), NULL;
     mlp_task_config c = {0};
     const char *p = f[1];
     while (*p) {
@@ -353,10 +353,10 @@ static bench_task *mlp_bench_new(const char *spec, char (*f)[64], int n, uint64_
         p = *end ? end + 1 : end;
     }
     c.n_layers--;
-    long batch;
+    long batch = 128;
     if (!mn_act_parse(f[2], &c.act) || c.act == MN_ACT_IDENTITY)
         return mn_err_set(err, "task \"%s\": activation \"%s\" (relu, tanh, sigmoid, gelu)", spec, f[2]), NULL;
-    if (!task_spec_int(f[3], "b", 1, 60000, &batch))
+    if (n == 4 && !task_spec_int(f[3], "b", 1, 60000, &batch))
         return mn_err_set(err, "task \"%s\": batch \"%s\" should look like b128", spec, f[3]), NULL;
     c.batch = (int)batch;
     mn_err why;

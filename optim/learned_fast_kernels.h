@@ -1,0 +1,499 @@
+/* Block kernels of the fused learned-optimizer step (see learned_fast.h), written once and compiled
+ * per ISA: a file defines LF_ISA (scalar, avx2, avx512) and includes this header, which defines
+ * lf_kernels_<LF_ISA>. Buffers are [rows][W] (a column per coordinate or HPE slot), except the
+ * LSTM's, which keeps its state's layout (a row per coordinate). Each kernel computes what the
+ * graph path's ops compute, to float rounding (sums may run in another order). Transcendentals go
+ * through tensor/vecmath.h, the graph path's own kernels (the LSTM forms tanh from sigmoid). */
+#ifndef LF_ISA
+#error "define LF_ISA before including learned_fast_kernels.h"
+#endif
+
+#include "optim/learned_fast.h"
+#include "tensor/vecmath.h"
+
+#include <math.h>
+#include <string.h>
+
+#define LF_CAT_(a, b) a##b
+#define LF_CAT(a, b) LF_CAT_(a, b)
+
+typedef float vf __attribute__((vector_size(64), may_alias));
+
+/* A bump allocator over the scratch rows. */
+typedef struct {
+    float *next, *end;
+    int W;
+} arena;
+
+static float *take(arena *a, int rows) {
+    float *r = a->next;
+    a->next += (size_t)rows * (size_t)a->W;
+    if (a->next > a->end) mn_fatal("learned optimizer fast step: scratch too small (internal error)");
+    return r;
+}
+
+/* Y = W X + b over W columns: w row-major with row stride ldw (its first `in` columns used). */
+static void linear(int W, const float *w, int ldw, const float *b, int out, int in, const float *X, float *Y) {
+    for (int j = 0; j < out; j++) {
+        const float *wj = w + (size_t)j * ldw;
+        float bj = b ? b[j] : 0.0f;
+        float *y = Y + (size_t)j * W;
+        int c = 0;
+        for (; c + 4 * LF_VEC <= W; c += 4 * LF_VEC) {
+            vf a0 = (vf){0} + bj, a1 = a0, a2 = a0, a3 = a0;
+            for (int i = 0; i < in; i++) {
+                const float *x = X + (size_t)i * W + c;
+                float wi = wj[i];
+                a0 += *(const vf *)x * wi;
+                a1 += *(const vf *)(x + LF_VEC) * wi;
+                a2 += *(const vf *)(x + 2 * LF_VEC) * wi;
+                a3 += *(const vf *)(x + 3 * LF_VEC) * wi;
+            }
+            *(vf *)(y + c) = a0;
+            *(vf *)(y + c + LF_VEC) = a1;
+            *(vf *)(y + c + 2 * LF_VEC) = a2;
+            *(vf *)(y + c + 3 * LF_VEC) = a3;
+        }
+        for (; c < W; c += LF_VEC) {
+            vf a0 = (vf){0} + bj;
+            for (int i = 0; i < in; i++) a0 += *(const vf *)(X + (size_t)i * W + c) * wj[i];
+            *(vf *)(y + c) = a0;
+        }
+    }
+}
+
+static void apply_linear(int W, const lf_linear *l, const float *X, float *Y) {
+    linear(W, l->w, l->in, l->b, l->out, l->in, X, Y);
+}
+
+/* LayerNorm over the d rows of each column: (x - mean) rstd w + b with the biased variance */
+static void layer_norm(arena *a, int d, const lf_norm *ln, const float *X, float *Y) {
+    int W = a->W;
+    float *saved = a->next;
+    float *mean = take(a, 1), *rstd = take(a, 1);
+    for (int c = 0; c < W; c++) mean[c] = 0.0f, rstd[c] = 0.0f;
+    for (int i = 0; i < d; i++)
+        for (int c = 0; c < W; c++) mean[c] += X[(size_t)i * W + c];
+    for (int c = 0; c < W; c++) mean[c] /= (float)d;
+    for (int i = 0; i < d; i++)
+        for (int c = 0; c < W; c++) {
+            float t = X[(size_t)i * W + c] - mean[c];
+            rstd[c] += t * t;
+        }
+    for (int c = 0; c < W; c++) rstd[c] = 1.0f / sqrtf(rstd[c] / (float)d + ln->eps);
+    for (int i = 0; i < d; i++)
+        for (int c = 0; c < W; c++)
+            Y[(size_t)i * W + c] = (X[(size_t)i * W + c] - mean[c]) * rstd[c] * ln->w[i] + ln->b[i];
+    a->next = saved;
+}
+
+static void add_rows(size_t n, const float *x, const float *y, float *out) {
+    for (size_t i = 0; i < n; i++) out[i] = x[i] + y[i];
+}
+
+/* (fmaxf is a library call unless NaNs are ruled out; a comparison vectorises) */
+static inline float max2(float a, float b) { return b > a ? b : a; }
+
+/* Reductions over a run of n floats kept in LF_VEC lanes (lane l takes elements l, l + LF_VEC, ..),
+ * so the loops vectorise (lane_max leaves the lanes to its caller). */
+static void lane_max(float *lanes, const float *x, int n) {
+    int i = 0;
+    for (; i + LF_VEC <= n; i += LF_VEC)
+        for (int l = 0; l < LF_VEC; l++) lanes[l] = max2(lanes[l], x[i + l]);
+    for (int l = 0; i + l < n; l++) lanes[l] = max2(lanes[l], x[i + l]);
+}
+
+static float lane_dot(const float *x, const float *y, int n) {
+    float lanes[LF_VEC] = {0};
+    int i = 0;
+    for (; i + LF_VEC <= n; i += LF_VEC)
+        for (int l = 0; l < LF_VEC; l++) lanes[l] += x[i + l] * y[i + l];
+    for (int l = 0; i + l < n; l++) lanes[l] += x[i + l] * y[i + l];
+    float sum = 0.0f;
+    for (int l = 0; l < LF_VEC; l++) sum += lanes[l];
+    return sum;
+}
+
+static float lane_sum(const float *x, int n) {
+    float lanes[LF_VEC] = {0};
+    int i = 0;
+    for (; i + LF_VEC <= n; i += LF_VEC)
+        for (int l = 0; l < LF_VEC; l++) lanes[l] += x[i + l];
+    for (int l = 0; i + l < n; l++) lanes[l] += x[i + l];
+    float sum = 0.0f;
+    for (int l = 0; l < LF_VEC; l++) sum += lanes[l];
+    return sum;
+}
+
+/* The input features of spec/mnemosyne.md section 1 -> x [F][W]; columns past n see g = 0 and
+ * zero moments. Advances the moments into gb->m_out, gb->v_out when those are set. */
+static void features(const lf_net *net, int W, int n, const lf_grad_block *gb, float *x) {
+    const mn_lopt_config *cfg = &net->cfg;
+    float *f1 = x, *f2 = x + W, thr = net->threshold;
+    for (int c = 0; c < W; c++) {
+        float a = c < n ? fabsf(gb->g[c]) : 0.0f;
+        f1[c] = a < thr ? thr : a;
+    }
+    mn_vlog(W, f1, f1);
+    for (int c = 0; c < W; c++) {
+        float g = c < n ? gb->g[c] : 0.0f;
+        bool large = fabsf(g) >= thr;
+        f1[c] = large ? f1[c] * net->inv_p : -1.0f;
+        f2[c] = large ? (float)((g > 0) - (g < 0)) : g * net->exp_p;
+    }
+    if (!cfg->extended) return;
+    float b1 = cfg->ext_beta1, b2 = cfg->ext_beta2, ob1 = 1.0f - b1, ob2 = 1.0f - b2;
+    float *f3 = x + 2 * W, *f4 = x + 3 * W;
+    for (int c = 0; c < W; c++) {
+        bool real = c < n;
+        float g = real ? gb->g[c] : 0.0f, m = real ? gb->m[c] : 0.0f, v = real ? gb->v[c] : 0.0f;
+        float m1 = m * b1 + g * ob1, v1 = v * b2 + g * g * ob2;
+        float inv = 1.0f / sqrtf(v1 / gb->bc2 + cfg->ext_eps);
+        f3[c] = g * inv;
+        f4[c] = m1 / gb->bc1 * inv;
+        if (real && gb->m_out) gb->m_out[c] = m1, gb->v_out[c] = v1;
+    }
+}
+
+/* delta = -alpha u exp(beta s) from out [2][W] */
+static void mnemosyne_update(const lf_net *net, arena *a, int n, const float *out, float *delta) {
+    int W = a->W;
+    float *saved = a->next, *e = take(a, 1);
+    for (int c = 0; c < W; c++) e[c] = out[W + c] * net->cfg.beta;
+    mn_vexp(W, e, e);
+    for (int c = 0; c < n; c++) delta[c] = out[c] * -net->cfg.alpha * e[c];
+    a->next = saved;
+}
+
+
+static int imax(int a, int b) { return a > b ? a : b; }
+
+/* Rows of W floats that any kernel below takes from its scratch (the caller's buffers aside). */
+static size_t scratch_rows(const lf_net *net) {
+    const mn_lopt_config *cfg = &net->cfg;
+    int F = net->F, d = cfg->dim, H = cfg->lstm_hidden;
+    int lstm = F + net->lstm_g + H;
+    int hr = cfg->heads * cfg->qk_dim, m2h = 2 * cfg->features * cfg->heads;
+    int cam = F + 7 * d + 2 * hr + 2 * m2h + d / cfg->heads + 1 + cfg->ffn_dim + 7;
+    int hd = d / cfg->hpe_heads, M = cfg->hpe_features;
+    int hpe = 9 * d + 2 * M + cfg->hpe_ffn_dim + 4 + (M * hd + M + LF_VEC - 1) / LF_VEC + 1;
+    int head = F + 3 * d + cfg->head_hidden + 3;
+    return (size_t)imax(imax(lstm, cam), imax(hpe, head)) + 4;
+}
+
+static arena arena_over(const lf_net *net, int W, float *scratch) {
+    return (arena){scratch, scratch + scratch_rows(net) * (size_t)W, W};
+}
+
+/* ---- LSTM ------------------------------------------------------------------------------------ */
+
+/* Four coordinates' rows at a time: Y[c][v LF_VEC ..] over NC <= 4 coordinates and NV <= 4 vectors
+ * of outputs (constants once inlined, so the NC x NV accumulators stay in registers). */
+static inline __attribute__((always_inline)) void rows_tile(int K, const float *a, size_t sc, size_t sk,
+                                                            const float *wt, int G, const float *b, bool acc,
+                                                            float *Y, const int NC, const int NV) {
+    vf sum[4][4];
+    for (int ci = 0; ci < NC; ci++)
+        for (int v = 0; v < NV; v++)
+            sum[ci][v] = acc ? *(const vf *)(Y + (size_t)ci * G + v * LF_VEC)
+                             : b ? *(const vf *)(b + v * LF_VEC) : (vf){0};
+    for (int k = 0; k < K; k++) {
+        vf w[4];
+        for (int v = 0; v < NV; v++) w[v] = *(const vf *)(wt + (size_t)k * G + v * LF_VEC);
+        for (int ci = 0; ci < NC; ci++) {
+            float x = a[ci * sc + k * sk];
+            for (int v = 0; v < NV; v++) sum[ci][v] += w[v] * x;
+        }
+    }
+    for (int ci = 0; ci < NC; ci++)
+        for (int v = 0; v < NV; v++) *(vf *)(Y + (size_t)ci * G + v * LF_VEC) = sum[ci][v];
+}
+
+/* Y[c][0 .. G) = b + sum_k A(c, k) wt[k][0 .. G) for c < n (acc: Y += the sum instead), where
+ * A(c, k) = a[c sc + k sk] (either layout), wt [K][G] and b [G] or NULL, G a multiple of LF_VEC */
+static void rows_linear(int n, int G, int K, const float *a, size_t sc, size_t sk, const float *wt, const float *b,
+                        bool acc, float *Y) {
+    for (int c0 = 0; c0 < n; c0 += 4) {
+        int nc = n - c0 < 4 ? n - c0 : 4;
+        for (int v0 = 0; v0 < G / LF_VEC; v0 += 4) {
+            int nv = G / LF_VEC - v0 < 4 ? G / LF_VEC - v0 : 4;
+            const float *w = wt + v0 * LF_VEC, *bv = b ? b + v0 * LF_VEC : NULL;
+            for (int ci = 0; ci < nc; ci += nc == 4 ? 4 : 1) {
+                const float *ac = a + (size_t)(c0 + ci) * sc;
+                float *y = Y + (size_t)(c0 + ci) * G + v0 * LF_VEC;
+#define LF_TILE(NC) \
+    switch (nv) { \
+    case 1: rows_tile(K, ac, sc, sk, w, G, bv, acc, y, NC, 1); break; \
+    case 2: rows_tile(K, ac, sc, sk, w, G, bv, acc, y, NC, 2); break; \
+    case 3: rows_tile(K, ac, sc, sk, w, G, bv, acc, y, NC, 3); break; \
+    default: rows_tile(K, ac, sc, sk, w, G, bv, acc, y, NC, 4); break; \
+    }
+                if (nc == 4) LF_TILE(4) else LF_TILE(1)
+#undef LF_TILE
+            }
+        }
+    }
+}
+
+/* The LSTM works on its state's own layout, a row of H per coordinate: the gates of a coordinate
+ * are one row [i f g o] of G = 4H rounded up to a vector. tanh(g) = 2 sigmoid(2g) - 1, with the g
+ * rows of the weights pre-doubled (learned_fast.c), so one sigmoid over all gates serves both; the
+ * cell's tanh is formed the same way (sigmoid is several times cheaper than tanh, and the two
+ * agree to float rounding). */
+static void lstm_block(const lf_net *net, int W, int n, const lf_grad_block *gb, float *const *h, float *const *c,
+                       float *delta, float *scratch) {
+    const mn_lopt_config *cfg = &net->cfg;
+    int H = cfg->lstm_hidden, F = net->F, G = net->lstm_g;
+    arena a = arena_over(net, W, scratch);
+    float *x = take(&a, F), *gates = take(&a, G), *t = take(&a, H);
+    features(net, W, n, gb, x);
+    for (int l = 0; l < cfg->lstm_layers; l++) {
+        const float *wt = net->lstm_wt[l], *b = net->lstm_b[l];
+        int n_in = l == 0 ? F : H;
+        /* input: the features, or the new h of the layer below (already in its state) */
+        if (l == 0) rows_linear(n, G, F, x, 1, (size_t)W, wt, b, false, gates);
+        else rows_linear(n, G, H, h[l - 1], (size_t)H, 1, wt, b, false, gates);
+        rows_linear(n, G, H, h[l], (size_t)H, 1, wt + (size_t)n_in * G, NULL, true, gates);
+        mn_vsigmoid((int64_t)n * G, gates, gates); /* [i f g o] */
+        /* the state is read, then overwritten, one element at a time */
+        for (int col = 0; col < n; col++) {
+            const float *sg = gates + (size_t)col * G;
+            float *cell = c[l] + (size_t)col * H;
+            for (int j = 0; j < H; j++) {
+                cell[j] = sg[H + j] * cell[j] + sg[j] * (2.0f * sg[2 * H + j] - 1.0f);
+                t[(size_t)col * H + j] = 2.0f * cell[j];
+            }
+        }
+        mn_vsigmoid((int64_t)n * H, t, t);
+        for (int col = 0; col < n; col++) {
+            const float *sg = gates + (size_t)col * G, *tc = t + (size_t)col * H;
+            float *hidden = h[l] + (size_t)col * H;
+            for (int j = 0; j < H; j++) hidden[j] = sg[3 * H + j] * (2.0f * tc[j] - 1.0f);
+        }
+    }
+    const float *wh = net->head.w, bh = net->head.b[0], *top = h[cfg->lstm_layers - 1];
+    for (int col = 0; col < n; col++) {
+        float u = bh;
+        for (int j = 0; j < H; j++) u += wh[j] * top[(size_t)col * H + j];
+        delta[col] = u * cfg->lstm_out_scale;
+    }
+}
+
+/* ---- Mnemosyne-C --------------------------------------------------------------------------------- */
+
+/* phi (cam.c's lopt_cam_phi) of each head's columns z [H][r][W] -> [H][2M][W]: exponents
+ * +-omega_j.z minus a per-column shift: the max exponent (queries) or |z|^2/2 (keys), plus log sqrt(2M) */
+static void cam_phi(const lf_net *net, const lf_cam *cam, arena *a, const float *z, bool query, float *phi) {
+    const mn_lopt_config *cfg = &net->cfg;
+    int W = a->W, H = cfg->heads, r = cfg->qk_dim, M2 = 2 * cfg->features;
+    float *saved = a->next, *shift = take(a, 1);
+    for (int hh = 0; hh < H; hh++) {
+        const float *zh = z + (size_t)hh * r * W;
+        float *ph = phi + (size_t)hh * M2 * W;
+        linear(W, cam->omega2, r, NULL, M2, r, zh, ph);
+        for (int c = 0; c < W; c++) shift[c] = query ? ph[c] : 0.0f;
+        if (query) {
+            for (int f = 1; f < M2; f++)
+                for (int c = 0; c < W; c++) shift[c] = max2(shift[c], ph[(size_t)f * W + c]);
+        } else {
+            for (int i = 0; i < r; i++)
+                for (int c = 0; c < W; c++) shift[c] += zh[(size_t)i * W + c] * zh[(size_t)i * W + c];
+            for (int c = 0; c < W; c++) shift[c] *= 0.5f;
+        }
+        for (int c = 0; c < W; c++) shift[c] += net->cam_log_norm;
+        for (int f = 0; f < M2; f++)
+            for (int c = 0; c < W; c++) ph[(size_t)f * W + c] -= shift[c];
+    }
+    mn_vexp((int64_t)H * M2 * W, phi, phi);
+    a->next = saved;
+}
+
+static void cam_block(const lf_net *net, int W, int n, const lf_grad_block *gb, float *const *S, int64_t stride,
+                      float *delta, float *scratch) {
+    const mn_lopt_config *cfg = &net->cfg;
+    int d = cfg->dim, H = cfg->heads, r = cfg->qk_dim, M2 = 2 * cfg->features, dh = d / H;
+    size_t dW = (size_t)d * W;
+    arena a = arena_over(net, W, scratch);
+    float *x = take(&a, net->F), *e = take(&a, d), *q = take(&a, H * r), *k = take(&a, H * r), *v = take(&a, d);
+    float *pq = take(&a, H * M2), *pk = take(&a, H * M2), *read = take(&a, dh + 1), *att = take(&a, d);
+    float *t = take(&a, d), *e1 = take(&a, d), *hid = take(&a, cfg->ffn_dim), *ff = take(&a, d);
+    float *out = take(&a, 2);
+    features(net, W, n, gb, x);
+    apply_linear(W, &net->embed, x, e);
+    for (int l = 0; l < cfg->layers; l++) {
+        const lf_cam *cam = &net->cam[l];
+        linear(W, cam->wq, d, NULL, H * r, d, e, q);
+        linear(W, cam->wk, d, NULL, H * r, d, e, k);
+        linear(W, cam->wv, d, NULL, d, d, e, v);
+        cam_phi(net, cam, &a, q, true, pq);
+        cam_phi(net, cam, &a, k, false, pk);
+        /* S' = gamma S + phi_k [v, 1]^T; [num, den] = phi_q^T S' */
+        for (int hh = 0; hh < H; hh++) {
+            memset(read, 0, sizeof(float) * (size_t)(dh + 1) * W);
+            for (int f = 0; f < M2; f++) {
+                const float *pkf = pk + ((size_t)hh * M2 + f) * W, *pqf = pq + ((size_t)hh * M2 + f) * W;
+                for (int j = 0; j <= dh; j++) {
+                    float *srow = S[l] + ((int64_t)(hh * M2 + f) * (dh + 1) + j) * stride;
+                    const float *vj = v + ((size_t)hh * dh + j) * W;
+                    float *rj = read + (size_t)j * W;
+                    float gamma = cam->gamma;
+                    if (j < dh) {
+                        for (int c = 0; c < n; c++) {
+                            float s1 = gamma * srow[c] + pkf[c] * vj[c];
+                            srow[c] = s1;
+                            rj[c] += pqf[c] * s1;
+                        }
+                    } else { /* the normaliser's column: v = 1 */
+                        for (int c = 0; c < n; c++) {
+                            float s1 = gamma * srow[c] + pkf[c];
+                            srow[c] = s1;
+                            rj[c] += pqf[c] * s1;
+                        }
+                    }
+                }
+            }
+            const float *den = read + (size_t)dh * W;
+            for (int j = 0; j < dh; j++)
+                for (int c = 0; c < W; c++)
+                    t[((size_t)hh * dh + j) * W + c] = c < n ? read[(size_t)j * W + c] / (den[c] + cfg->cam_eps) : 0.0f;
+        }
+        linear(W, cam->wo, d, NULL, d, d, t, att);
+        add_rows(dW, e, att, t);
+        layer_norm(&a, d, &cam->norm1, t, e1);
+        apply_linear(W, &cam->ffn1, e1, hid);
+        mn_vgelu((int64_t)cfg->ffn_dim * W, hid, hid);
+        apply_linear(W, &cam->ffn2, hid, ff);
+        add_rows(dW, e1, ff, t);
+        layer_norm(&a, d, &cam->norm2, t, e);
+    }
+    apply_linear(W, &net->head, e, out);
+    mnemosyne_update(net, &a, n, out, delta);
+}
+
+/* ---- Mnemosyne-T ------------------------------------------------------------------------------------- */
+
+static void embed_block(const lf_net *net, int W, int n, const lf_grad_block *gb, float *e, float *scratch) {
+    arena a = arena_over(net, W, scratch);
+    float *x = take(&a, net->F);
+    features(net, W, n, gb, x);
+    apply_linear(W, &net->embed, x, e);
+    for (int i = 0; i < net->cfg.dim; i++) memset(e + (size_t)i * W + n, 0, sizeof(float) * (size_t)(W - n));
+}
+
+/* FAVOR+ features (nn/performer.c's mn_favor_phi) of one head's columns z [hd][W]:
+ * exp(omega.z - |z|^2/2 - shift) / sqrt(M) -> [M][W]. Queries: the shift is each column's max;
+ * keys: the max over the features and the c columns of each chunk (padding included), and the
+ * padding columns are then zeroed (the keep mask). */
+static void hpe_phi(const lf_net *net, const lf_hpe *L, arena *a, int k, int c, const int *real, const float *z,
+                    bool query, float *phi) {
+    int W = a->W, hd = net->cfg.dim / net->cfg.hpe_heads, M = net->cfg.hpe_features;
+    float *saved = a->next, *sq = take(a, 1);
+    linear(W, L->omega, hd, NULL, M, hd, z, phi);
+    for (int col = 0; col < W; col++) sq[col] = 0.0f;
+    for (int i = 0; i < hd; i++)
+        for (int col = 0; col < W; col++) sq[col] += z[(size_t)i * W + col] * z[(size_t)i * W + col];
+    for (int f = 0; f < M; f++)
+        for (int col = 0; col < W; col++) phi[(size_t)f * W + col] -= sq[col] * 0.5f;
+    if (query) {
+        for (int col = 0; col < W; col++) sq[col] = phi[col];
+        for (int f = 1; f < M; f++)
+            for (int col = 0; col < W; col++) sq[col] = max2(sq[col], phi[(size_t)f * W + col]);
+    } else {
+        for (int j = 0; j < k; j++) {
+            float lanes[LF_VEC];
+            for (int l = 0; l < LF_VEC; l++) lanes[l] = -INFINITY;
+            for (int f = 0; f < M; f++) lane_max(lanes, phi + (size_t)f * W + j * c, c);
+            float mx = lanes[0];
+            for (int l = 1; l < LF_VEC; l++) mx = max2(mx, lanes[l]);
+            for (int col = j * c; col < (j + 1) * c; col++) sq[col] = mx;
+        }
+        for (int col = k * c; col < W; col++) sq[col] = 0.0f;
+    }
+    for (int f = 0; f < M; f++)
+        for (int col = 0; col < W; col++) phi[(size_t)f * W + col] -= sq[col];
+    mn_vexp((int64_t)M * W, phi, phi);
+    for (int f = 0; f < M; f++)
+        for (int col = 0; col < W; col++) phi[(size_t)f * W + col] *= net->hpe_inv_sqrt_m;
+    if (!query)
+        for (int j = 0; j < k; j++)
+            for (int f = 0; f < M; f++)
+                for (int col = j * c + real[j]; col < (j + 1) * c; col++) phi[(size_t)f * W + col] = 0.0f;
+    a->next = saved;
+}
+
+/* One pre-LN bidirectional Performer layer (nn/block.c with FAVOR+ attention within each chunk) */
+static void hpe_layer(const lf_net *net, int level, int W, int k, int c, const int *real, const float *X, float *Y,
+                      float *scratch) {
+    const mn_lopt_config *cfg = &net->cfg;
+    const lf_hpe *L = &net->hpe[level];
+    int d = cfg->dim, Hh = cfg->hpe_heads, hd = d / Hh, M = cfg->hpe_features;
+    size_t dW = (size_t)d * W;
+    arena a = arena_over(net, W, scratch);
+    float *xl = take(&a, d), *q = take(&a, d), *kk = take(&a, d), *v = take(&a, d), *ctx = take(&a, d);
+    float *att = take(&a, d), *hs = take(&a, d), *hl = take(&a, d), *f2 = take(&a, d);
+    float *pq = take(&a, M), *pk = take(&a, M), *f1 = take(&a, cfg->hpe_ffn_dim);
+    float *den = take(&a, 1), *kv = take(&a, (M * hd + M + LF_VEC - 1) / LF_VEC + 1), *ksum = kv + (size_t)M * hd;
+    layer_norm(&a, d, &L->ln1, X, xl);
+    apply_linear(W, &L->q, xl, q);
+    apply_linear(W, &L->k, xl, kk);
+    apply_linear(W, &L->v, xl, v);
+    for (size_t i = 0; i < dW; i++) q[i] *= net->hpe_scale, kk[i] *= net->hpe_scale;
+    memset(ctx, 0, sizeof(float) * dW);
+    for (int hh = 0; hh < Hh; hh++) {
+        size_t off = (size_t)hh * hd * W;
+        hpe_phi(net, L, &a, k, c, real, q + off, true, pq);
+        hpe_phi(net, L, &a, k, c, real, kk + off, false, pk);
+        for (int j = 0; j < k; j++) {
+            int lo = j * c;
+            /* K'^T V and K'^T 1 of the chunk, then each slot's Q' (K'^T V) / (Q' (K'^T 1) + eps) */
+            for (int f = 0; f < M; f++) {
+                const float *pkf = pk + (size_t)f * W + lo;
+                ksum[f] = lane_sum(pkf, c);
+                for (int e = 0; e < hd; e++) kv[f * hd + e] = lane_dot(pkf, v + off + (size_t)e * W + lo, c);
+            }
+            float *dn = den + lo;
+            for (int col = 0; col < c; col++) dn[col] = 0.0f;
+            for (int f = 0; f < M; f++)
+                for (int col = 0; col < c; col++) dn[col] += pq[(size_t)f * W + lo + col] * ksum[f];
+            for (int col = 0; col < c; col++) dn[col] += 1e-30f; /* MN_FAVOR_DEN_EPS of nn/performer.c */
+            for (int e = 0; e < hd; e++) {
+                float *out = ctx + off + (size_t)e * W + lo;
+                for (int col = 0; col < c; col++) out[col] = 0.0f;
+                for (int f = 0; f < M; f++)
+                    for (int col = 0; col < c; col++) out[col] += pq[(size_t)f * W + lo + col] * kv[f * hd + e];
+                for (int col = 0; col < c; col++) out[col] /= dn[col];
+            }
+        }
+    }
+    apply_linear(W, &L->o, ctx, att);
+    add_rows(dW, X, att, hs);
+    layer_norm(&a, d, &L->ln2, hs, hl);
+    apply_linear(W, &L->fc1, hl, f1);
+    mn_vgelu((int64_t)cfg->hpe_ffn_dim * W, f1, f1);
+    apply_linear(W, &L->fc2, f1, f2);
+    add_rows(dW, hs, f2, Y);
+}
+
+static void t_head_block(const lf_net *net, int W, int n, const lf_grad_block *gb, const float *cam, float *delta,
+                         float *scratch) {
+    const mn_lopt_config *cfg = &net->cfg;
+    int d = cfg->dim;
+    arena a = arena_over(net, W, scratch);
+    float *x = take(&a, net->F), *in = take(&a, 2 * d), *hid = take(&a, cfg->head_hidden), *out = take(&a, 2);
+    features(net, W, n, gb, x);
+    memcpy(in, cam, sizeof(float) * (size_t)d * W); /* [cam output of the meta-token, own embedding] */
+    apply_linear(W, &net->embed, x, in + (size_t)d * W);
+    apply_linear(W, &net->head, in, hid);
+    mn_vgelu((int64_t)cfg->head_hidden * W, hid, hid);
+    apply_linear(W, &net->head2, hid, out);
+    mnemosyne_update(net, &a, n, out, delta);
+}
+
+const lf_kernels LF_CAT(lf_kernels_, LF_ISA) = {
+    .scratch_rows = scratch_rows,
+    .lstm_block = lstm_block,
+    .cam_block = cam_block,
+    .embed_block = embed_block,
+    .hpe_layer = hpe_layer,
+    .t_head_block = t_head_block,
+};
