@@ -14,18 +14,27 @@
 #include "common/run.h"
 #include "common/svgplot.h"
 #include "common/text.h"
+#include "common/trainer.h"
 #include "common/trainlog.h"
 #include "data/data.h"
 #include "mnemo.h"
 
 #include <errno.h>
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char *prog = "bert_finetune";
+/* --help: what the program does */
+static const char *about =
+    "Fine-tunes BERT to classify texts: fortunes by category (default six categories, 20% kept for\n"
+    "testing) or a text<TAB>label file. From --model DIR (e.g. bert_pretrain's --save directory) the\n"
+    "encoder is loaded and the pooler/classifier are new; --from-scratch trains the same\n"
+    "architecture and vocabulary from a random start, for comparison. Defaults: 6 epochs of 32\n"
+    "texts, AdamW lr 5e-4 with linear decay. Prints the test accuracy next to the majority-class\n"
+    "baseline; --save DIR writes a Hugging Face directory with id2label from the class names (for\n"
+    "bert_predict) plus the trainer state for --resume.";
 
 /* the random streams of a run (train_stream) */
 enum { STREAM_INIT = 1, STREAM_DROPOUT, STREAM_SPLIT };
@@ -33,33 +42,20 @@ enum { STREAM_INIT = 1, STREAM_DROPOUT, STREAM_SPLIT };
 typedef struct {
     const char *model, *vocab, *config, *fortunes, *categories, *tsv, *test_tsv, *out;
     bool from_scratch;
-    long max_len, eval_every, save_every, stop_at;
+    long max_len, eval_every;
     double test_fraction, dropout;
 } options;
 
-/* A split ready for the model: encoded texts and their labels. */
-typedef struct {
-    mn_encoding enc;
-    mn_tensor *labels; /* I32 [N] */
-    int64_t n;
-} encoded;
-
-static void encode(encoded *e, const text_tokenizer *tok, const mn_text_dataset *d, int64_t max_len) {
+/* A split ready for the model: encoded texts and their labels I32 [N]. */
+static void encode(text_labelled *e, const text_tokenizer *tok, const mn_text_dataset *d, int64_t max_len) {
     e->n = d->n;
     e->enc = text_encode_all(tok, d->n, d->texts, max_len);
     e->labels = mn_from_ints(MN_SHAPE(d->n), d->labels);
 }
 
-static void encoded_free(encoded *e) {
-    mn_release(e->enc.input_ids);
-    mn_release(e->enc.token_type_ids);
-    mn_release(e->enc.attention_mask);
-    mn_release(e->labels);
-}
-
 /* Test loss and accuracy (no dropout); per-class hits and counts when given. */
-static void evaluate(const mn_bert *m, const encoded *e, int64_t batch, double *loss, double *acc, int64_t *hits_c,
-                     int64_t *count_c) {
+static void evaluate(const mn_bert *m, const text_labelled *e, int64_t batch, double *loss, double *acc,
+                     int64_t *hits_c, int64_t *count_c) {
     double sum = 0;
     int64_t hits = 0;
     if (count_c) memset(count_c, 0, sizeof(int64_t) * (size_t)m->cfg.labels.num_labels);
@@ -67,9 +63,8 @@ static void evaluate(const mn_bert *m, const encoded *e, int64_t batch, double *
     bool prev = mn_no_grad_begin();
     for (int64_t at = 0; at < e->n; at += batch) {
         mn_scope sc = mn_scope_begin();
-        int64_t b = e->n - at < batch ? e->n - at : batch;
-        mn_tensor *index = mn_empty_dtype(MN_I32, MN_SHAPE(b));
-        for (int64_t i = 0; i < b; i++) mn_idata(index)[i] = (int32_t)(at + i);
+        mn_tensor *index = run_eval_rows(at, batch, e->n);
+        int64_t b = index->shape[0];
         mn_encoding x = text_batch_rows(&e->enc, index);
         mn_tensor *y = mn_gather_rows(e->labels, index);
         mn_tensor *logits = mn_bert_forward(m, x.input_ids, NULL, x.attention_mask, NULL);
@@ -139,61 +134,22 @@ static mn_bert *make_model(const options *o, const run_opts *r, const mn_text_da
     return m;
 }
 
-static void record_args(train_args *a, const options *o, const run_opts *r) {
+static void record_args(train_args *a, const options *o) {
     train_args_add(a, "data", "%s", o->tsv ? o->tsv : o->categories);
     train_args_add(a, "test", "%s %g", o->test_tsv ? o->test_tsv : "split", o->test_fraction);
     train_args_add(a, "init", "%s %s", o->from_scratch ? "scratch" : "pretrained", o->model ? o->model : o->vocab);
     train_args_add(a, "max_len", "%ld", o->max_len);
     train_args_add(a, "dropout", "%g", o->dropout);
-    train_args_add(a, "optimizer", "%s lr %g wd %g", r->optimizer, r->lr, r->weight_decay);
-    train_args_add(a, "schedule", "%s warmup %ld clip %g", r->schedule, r->warmup, r->clip);
-    train_args_add(a, "steps", "%ld epochs %ld", r->steps, r->epochs);
-    train_args_add(a, "batch", "%ld", r->batch);
-    train_args_add(a, "seed", "%ld", r->seed);
 }
 
-/* Everything a run owns, freed in one place (also on the error paths). */
-typedef struct {
-    mn_text_dataset train, test;
-    text_tokenizer tok;
-    mn_bert *m;
-    encoded tr, te;
-    mn_optimizer *opt;
-    mn_batcher bat;
-    metrics_log mlog;
-    curve loss_curve, acc_curve, test_loss_curve;
-    train_args args;
-} session;
-
-static void session_free(session *s) {
-    metrics_close(&s->mlog);
-    curve_free(&s->loss_curve);
-    curve_free(&s->acc_curve);
-    curve_free(&s->test_loss_curve);
-    train_args_free(&s->args);
-    mn_batcher_free(&s->bat);
-    mn_optim_free(s->opt);
-    encoded_free(&s->tr);
-    encoded_free(&s->te);
-    mn_bert_free(s->m);
-    text_tokenizer_free(&s->tok);
-    mn_text_dataset_free(&s->train);
-    mn_text_dataset_free(&s->test);
-}
-
-/* Prints the error and returns status. */
-static int fail(const char *msg, int status) {
-    fprintf(stderr, "%s: %s\n", prog, msg);
-    return status;
-}
-
-static int finetune(const options *o, const run_opts *r, session *s) {
+/* s->eval holds the test texts. */
+static int finetune(const options *o, const run_opts *r, bert_session *s) {
     mn_err err;
-    if (!mn_make_dirs(o->out, &err)) return fail(err.msg, 1);
+    if (!mn_make_dirs(o->out, &err)) return run_fail(prog, err.msg, 1);
 
     /* ---- data ---- */
-    if (!load_data(o, r->seed, &s->train, &s->test, &err)) return fail(err.msg, 1);
-    const mn_text_dataset *train = &s->train, *test = &s->test;
+    if (!load_data(o, r->seed, &s->train, &s->eval, &err)) return run_fail(prog, err.msg, 1);
+    const mn_text_dataset *train = &s->train, *test = &s->eval;
     int C = train->n_classes;
     if (C < 2 || test->n == 0) {
         fprintf(stderr, "%s: need at least 2 classes and a non-empty test set (found %d classes, %lld test texts)\n",
@@ -213,7 +169,7 @@ static int finetune(const options *o, const run_opts *r, session *s) {
 
     /* ---- model ---- */
     mn_bert *m = s->m = make_model(o, r, train, &s->tok, &err);
-    if (!m) return fail(err.msg, 1);
+    if (!m) return run_fail(prog, err.msg, 1);
     text_tokenizer *tok = &s->tok;
     int64_t max_len = bert_max_len(m, tok);
     if (o->max_len > 0 && o->max_len < max_len) max_len = o->max_len;
@@ -224,104 +180,74 @@ static int finetune(const options *o, const run_opts *r, session *s) {
            "%.2fM parameters\n", prog, (long long)c->hidden_size, (long long)c->num_hidden_layers,
            (long long)c->vocab_size, (long long)max_len, c->hidden_dropout_prob,
            (double)mn_params_numel(&m->params) / 1e6);
-    encode(&s->tr, tok, train, max_len);
-    encode(&s->te, tok, test, max_len);
-    const encoded *tr = &s->tr, *te = &s->te;
+    encode(&s->train_enc, tok, train, max_len);
+    encode(&s->eval_enc, tok, test, max_len);
+    const text_labelled *tr = &s->train_enc, *te = &s->eval_enc;
 
-    mn_optimizer *opt = s->opt = run_make_optimizer(r, &m->params, &err);
-    if (!opt) return fail(err.msg, 2);
-    mn_batcher *bat = &s->bat;
-    mn_batcher_init(bat, train->n, r->batch, true, false, (uint64_t)r->seed);
-    int64_t per_epoch = mn_batcher_batches_per_epoch(bat);
-    int64_t total = run_total_steps(r, per_epoch), start = 0;
-    int64_t eval_every = o->eval_every > 0 ? o->eval_every : per_epoch;
-    curve *curves[3] = {&s->loss_curve, &s->acc_curve, &s->test_loss_curve};
-    train_args *args = &s->args;
-    record_args(args, o, r);
-    if (r->resume_dir) {
-        run_state st;
-        if (!train_args_check(args, r->resume_dir, &err) || !run_load_state(r->resume_dir, &st, opt, &err) ||
-            !curves_load(r->resume_dir, 3, curves, &err))
-            return fail(err.msg, 1);
-        start = st.step;
-        mn_batcher_seek(bat, st.epoch, st.batch);
-        printf("%s: resumed from %s at step %lld\n", prog, r->resume_dir, (long long)start);
-    }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", o->out);
-    metrics_log *mlog = &s->mlog;
-    if (!metrics_open(mlog, r->log_path ? r->log_path : path, r->resume_dir != NULL, &err)) return fail(err.msg, 1);
-    int64_t stop = o->stop_at > 0 && o->stop_at < total ? o->stop_at : total;
-    printf("%s: steps %lld..%lld of %lld (%.2f epochs), batch %ld, %s lr %g (%s, warm-up %ld), %d threads\n", prog,
-           (long long)start + 1, (long long)stop, (long long)total, (double)total / (double)per_epoch, r->batch,
-           r->optimizer, r->lr, r->schedule, r->warmup, omp_get_max_threads());
+    trainer *t = &s->t;
+    trainer_init(t, prog, r, train->n, false, (uint64_t)r->seed, "test");
+    record_args(&t->args, o);
+    int status = trainer_start(t, &m->params, o->out);
+    if (status) return status;
+    int64_t eval_every = o->eval_every > 0 ? o->eval_every : t->per_epoch;
 
     /* ---- training ---- */
     double test_loss = 0, test_acc = 0, interval_loss = 0, interval_acc = 0;
     int64_t interval_steps = 0, items = 0, evaluated_at = -1;
     int64_t *hits_c = calloc((size_t)C, sizeof(int64_t)), *count_c = calloc((size_t)C, sizeof(int64_t));
     progress pr;
-    progress_start_at(&pr, start, total, "texts");
-    int status = 0;
-    for (int64_t step = start + 1; step <= stop; step++) {
+    progress_start_at(&pr, t->start, t->total, "texts");
+    for (int64_t step = t->start + 1; step <= t->stop; step++) {
         mn_scope sc = mn_scope_begin();
-        mn_tensor *idx = mn_batcher_next(bat);
-        if (!idx) idx = mn_batcher_next(bat);
+        mn_tensor *idx = trainer_next_batch(t);
         mn_encoding x = text_batch_rows(&tr->enc, idx);
         mn_tensor *y = mn_gather_rows(tr->labels, idx);
         mn_rng drop = train_stream(r->seed, STREAM_DROPOUT, step);
         mn_tensor *logits = mn_bert_forward(m, x.input_ids, NULL, x.attention_mask, &drop);
         mn_tensor *loss = mn_cross_entropy(logits, y, -100, 0);
-        mn_optim_zero_grad(opt);
+        mn_optim_zero_grad(t->opt);
         mn_backward(loss);
-        float loss_v = mn_item(loss), norm = r->clip > 0 ? mn_clip_grad_norm(&m->params, (float)r->clip) : 0;
-        if (!isfinite(loss_v) || !isfinite(norm)) {
-            fprintf(stderr, "\n%s: the loss diverged at step %lld (loss %g, gradient norm %g); try a smaller --lr\n",
-                    prog, (long long)step, loss_v, norm);
+        float loss_v = mn_item(loss);
+        if (!trainer_clip_and_check(t, &m->params, loss_v, step)) {
             mn_scope_end(sc);
             status = 1;
             break;
         }
         interval_acc += mn_accuracy(logits, y, -100);
-        run_apply_schedule(r, opt, step - 1, total);
-        mn_optim_step(opt);
+        trainer_update(t, step);
         items += idx->shape[0];
         mn_scope_end(sc);
         interval_loss += loss_v;
         interval_steps++;
-        if (step % r->log_every == 0 || step == stop) {
+        if (step % r->log_every == 0 || step == t->stop) {
             double mean = interval_loss / (double)interval_steps, acc = interval_acc / (double)interval_steps;
             char extra[64];
             snprintf(extra, sizeof extra, "train acc %.3f", acc);
             progress_update_extra(&pr, step, mean, items, extra);
-            metrics_write(mlog, "{\"step\": %lld, \"loss\": %.6f, \"train_accuracy\": %.6f, \"lr\": %.6g}",
-                          (long long)step, mean, acc, mn_optim_lr(opt));
-            curve_add(&s->loss_curve, (double)step, mean);
+            metrics_write(&t->log, "{\"step\": %lld, \"loss\": %.6f, \"train_accuracy\": %.6f, \"lr\": %.6g}",
+                          (long long)step, mean, acc, mn_optim_lr(t->opt));
+            curve_add(&t->train_loss, (double)step, mean);
+            curve_add(&t->train_accuracy, (double)step, acc);
             interval_loss = interval_acc = 0, interval_steps = 0;
         }
-        if (step % eval_every == 0 || step == stop) {
+        if (step % eval_every == 0 || step == t->stop) {
             evaluate(m, te, r->batch, &test_loss, &test_acc, hits_c, count_c);
             evaluated_at = step;
-            curve_add(&s->acc_curve, (double)step, test_acc);
-            curve_add(&s->test_loss_curve, (double)step, test_loss);
+            curve_add(&t->eval_accuracy, (double)step, test_acc);
+            curve_add(&t->eval_loss, (double)step, test_loss);
             fprintf(stderr, "%s: step %lld (epoch %.2f): test loss %.4f, test accuracy %.4f (baseline %.4f)\n", prog,
-                    (long long)step, (double)step / (double)per_epoch, test_loss, test_acc, baseline);
-            metrics_write(mlog, "{\"step\": %lld, \"test_loss\": %.6f, \"test_accuracy\": %.6f}", (long long)step,
+                    (long long)step, (double)step / (double)t->per_epoch, test_loss, test_acc, baseline);
+            metrics_write(&t->log, "{\"step\": %lld, \"test_loss\": %.6f, \"test_accuracy\": %.6f}", (long long)step,
                           test_loss, test_acc);
         }
-        if (r->save_dir && (step == stop || (o->save_every > 0 && step % o->save_every == 0))) {
-            run_state st = {step, bat->epoch, mn_batcher_position(bat), test_acc};
-            if (!bert_save_dir(m, tok, r->save_dir, &err) || !run_save_state(r->save_dir, &st, opt, &err) ||
-                !train_args_save(args, r->save_dir, &err) || !curves_save(r->save_dir, 3, curves, &err)) {
-                fprintf(stderr, "%s: saving to %s failed: %s\n", prog, r->save_dir, err.msg);
-                status = 1;
-                break;
-            }
+        if (!bert_session_checkpoint(s, step, test_acc)) {
+            status = 1;
+            break;
         }
     }
 
     if (status == 0) {
-        if (evaluated_at != stop) evaluate(m, te, r->batch, &test_loss, &test_acc, hits_c, count_c);
+        if (evaluated_at != t->stop) evaluate(m, te, r->batch, &test_loss, &test_acc, hits_c, count_c);
         printf("%s: per-class test accuracy:\n", prog);
         for (int k = 0; k < C; k++)
             printf("  %-20s %.4f (%lld texts)\n", train->class_names[k],
@@ -329,12 +255,13 @@ static int finetune(const options *o, const run_opts *r, session *s) {
         printf("%s: test accuracy %.4f vs majority-class baseline %.4f (%s, %s)\n", prog, test_acc, baseline,
                r->resume_dir ? "resumed" : o->from_scratch ? "from scratch" : "fine-tuned",
                o->model ? o->model : o->vocab);
-        metrics_write(mlog, "{\"final\": %s, \"step\": %lld, \"test_loss\": %.6f, \"test_accuracy\": %.6f, "
-                      "\"baseline\": %.6f}", stop == total ? "true" : "false", (long long)stop, test_loss, test_acc,
-                      baseline);
+        metrics_write(&t->log, "{\"final\": %s, \"step\": %lld, \"test_loss\": %.6f, \"test_accuracy\": %.6f, "
+                      "\"baseline\": %.6f}", t->stop == t->total ? "true" : "false", (long long)t->stop, test_loss,
+                      test_acc, baseline);
         if (r->save_dir) printf("%s: saved the classifier, tokenizer and trainer state to %s\n", prog, r->save_dir);
-        double bx[2] = {0, (double)stop}, by[2] = {baseline, baseline};
-        const curve *acc = &s->acc_curve, *train_loss = &s->loss_curve, *test_loss_c = &s->test_loss_curve;
+        char path[4096];
+        double bx[2] = {0, (double)t->stop}, by[2] = {baseline, baseline};
+        const curve *acc = &t->eval_accuracy, *train_loss = &t->train_loss, *test_loss_c = &t->eval_loss;
         svg_series a[2] = {{"test accuracy", acc->x, acc->y, acc->n, false},
                            {"majority-class baseline", bx, by, 2, false}};
         snprintf(path, sizeof path, "%s/accuracy.svg", o->out);
@@ -374,24 +301,10 @@ int main(int argc, char **argv) {
         {"--dropout", CLI_FLOAT, &o.dropout, "hidden and attention dropout (-1: the model's config)", -1, 0.99},
         {"--out", CLI_STRING, &o.out, "output directory: metrics.jsonl (unless --log), loss.svg, accuracy.svg"},
         {"--eval-every", CLI_INT, &o.eval_every, "steps between test evaluations (0: every epoch)", 0, 1e9},
-        {"--save-every", CLI_INT, &o.save_every, "steps between checkpoints to --save (0: at the end only)", 0, 1e12},
-        {"--stop-at", CLI_INT, &o.stop_at, "stop (and save) after this step; --resume continues (0: run to the end)",
-         0, 1e12},
     };
-    int n_opts = run_add_options(opts, 15, 48, &r);
-    cli_spec spec = {prog, "--model DIR | --from-scratch [options]",
-                     "Fine-tunes BERT to classify texts: fortunes by category (default six categories, 20% kept for\n"
-                     "testing) or a text<TAB>label file. From --model DIR (e.g. bert_pretrain's --save directory) the\n"
-                     "encoder is loaded and the pooler/classifier are new; --from-scratch trains the same\n"
-                     "architecture and vocabulary from a random start, for comparison. Defaults: 6 epochs of 32\n"
-                     "texts, AdamW lr 5e-4 with linear decay. Prints the test accuracy next to the majority-class\n"
-                     "baseline; --save DIR writes a Hugging Face directory with id2label from the class names (for\n"
-                     "bert_predict) plus the trainer state for --resume.",
-                     opts, n_opts};
-    int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
-    if (rc) return rc == 1 ? 0 : 2;
-    if (!run_setup(&r, prog)) return 2;
-    setvbuf(stdout, NULL, _IOLBF, 0); /* progress goes to stderr: keep the two in order in a log */
+    cli_spec spec = {prog, "--model DIR | --from-scratch [options]", about, opts, 13};
+    int rc = run_parse_command_line(&spec, 48, &r, argc, argv);
+    if (rc >= 0) return rc;
     if (!o.model && !r.resume_dir && !(o.from_scratch && o.vocab)) {
         fprintf(stderr, "%s: give --model DIR (a BERT to fine-tune), or --from-scratch with --model DIR or --vocab "
                 "FILE (see --help)\n", prog);
@@ -401,8 +314,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: --test-tsv needs --tsv\n", prog);
         return 2;
     }
-    session s = {.loss_curve = {"train_loss"}, .acc_curve = {"test_accuracy"}, .test_loss_curve = {"test_loss"}};
+    bert_session s = {0};
     int status = finetune(&o, &r, &s);
-    session_free(&s);
+    bert_session_free(&s);
     return status;
 }

@@ -12,30 +12,33 @@
 #include "common/run.h"
 #include "common/svgplot.h"
 #include "common/text.h"
+#include "common/trainer.h"
 #include "common/trainlog.h"
 #include "data/data.h"
 #include "mnemo.h"
 
 #include <errno.h>
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char *prog = "bert_pretrain";
+/* --help: what the program does */
+static const char *about =
+    "Masked-LM pre-training of BERT on the fortunes corpus. Defaults: a bert-tiny model (hidden 128,\n"
+    "2 layers, 2 heads, intermediate 512) with max length 64 and a 6000-piece vocabulary built from\n"
+    "the corpus (all categories but ascii-art, 5% held out); 1500 AdamW steps of 32 texts (lr 1e-3,\n"
+    "linear decay, 40 warm-up steps), about 400 CPU-seconds: a few minutes on 2 idle cores (with\n"
+    "OMP_WAIT_POLICY=passive when the machine is shared). --save DIR writes a Hugging Face directory\n"
+    "(config.json, model.safetensors, vocab.txt, tokenizer_config.json) plus the trainer state for\n"
+    "--resume, which continues exactly when given the same options.";
 
 /* the random streams of a run (train_stream) */
 enum { STREAM_INIT = 1, STREAM_MASK, STREAM_DROPOUT, STREAM_EVAL_MASK, STREAM_SPLIT };
 
-/* The held-out texts, masked once. */
-typedef struct {
-    mn_encoding enc;   /* input_ids already masked */
-    mn_tensor *labels; /* [N, max_len], -100 where no loss */
-    int64_t n;
-} heldout;
-
-static void heldout_init(heldout *h, const text_tokenizer *tok, const mn_text_dataset *d, int64_t max_len,
+/* The held-out texts, masked once: input_ids masked, labels [N, max_len]. */
+static void heldout_init(text_labelled *h, const text_tokenizer *tok, const mn_text_dataset *d, int64_t max_len,
                          float mask_prob, long seed) {
     h->n = d->n;
     h->enc = text_encode_all(tok, d->n, d->texts, max_len);
@@ -45,23 +48,14 @@ static void heldout_init(heldout *h, const text_tokenizer *tok, const mn_text_da
     h->enc.input_ids = masked;
 }
 
-static void heldout_free(heldout *h) {
-    mn_release(h->enc.input_ids);
-    mn_release(h->enc.token_type_ids);
-    mn_release(h->enc.attention_mask);
-    mn_release(h->labels);
-}
-
 /* Masked-LM loss (mean over masked tokens) and accuracy on the held-out texts, no dropout. */
-static void evaluate(const mn_bert *m, const heldout *h, int64_t batch, double *loss, double *acc) {
+static void evaluate(const mn_bert *m, const text_labelled *h, int64_t batch, double *loss, double *acc) {
     double sum = 0;
     int64_t masked = 0, hits = 0;
     bool prev = mn_no_grad_begin();
     for (int64_t at = 0; at < h->n; at += batch) {
         mn_scope sc = mn_scope_begin();
-        int64_t b = h->n - at < batch ? h->n - at : batch;
-        mn_tensor *index = mn_empty_dtype(MN_I32, MN_SHAPE(b));
-        for (int64_t i = 0; i < b; i++) mn_idata(index)[i] = (int32_t)(at + i);
+        mn_tensor *index = run_eval_rows(at, batch, h->n);
         mn_encoding e = text_batch_rows(&h->enc, index);
         int64_t T = e.input_ids->shape[1];
         mn_tensor *labels = mnt_contiguous(mnt_slice(mn_gather_rows(h->labels, index), 1, 0, T, 1));
@@ -79,11 +73,11 @@ static void evaluate(const mn_bert *m, const heldout *h, int64_t batch, double *
 
 typedef struct {
     const char *fortunes, *categories, *exclude, *vocab, *out, *config;
-    long vocab_size, hidden, layers, heads, intermediate, max_len, eval_every, eval_max, save_every, stop_at;
+    long vocab_size, hidden, layers, heads, intermediate, max_len, eval_every, eval_max;
     double dropout, mask_prob, eval_fraction;
 } options;
 
-static void record_args(train_args *a, const options *o, const run_opts *r) {
+static void record_args(train_args *a, const options *o) {
     train_args_add(a, "fortunes", "%s", o->fortunes);
     train_args_add(a, "categories", "%s", o->categories);
     train_args_add(a, "exclude", "%s", o->exclude);
@@ -95,49 +89,6 @@ static void record_args(train_args *a, const options *o, const run_opts *r) {
     train_args_add(a, "mask_prob", "%g", o->mask_prob);
     train_args_add(a, "eval_fraction", "%g", o->eval_fraction);
     train_args_add(a, "eval_max", "%ld", o->eval_max);
-    train_args_add(a, "optimizer", "%s lr %g wd %g", r->optimizer, r->lr, r->weight_decay);
-    train_args_add(a, "schedule", "%s warmup %ld clip %g", r->schedule, r->warmup, r->clip);
-    train_args_add(a, "steps", "%ld epochs %ld", r->steps, r->epochs);
-    train_args_add(a, "batch", "%ld", r->batch);
-    train_args_add(a, "seed", "%ld", r->seed);
-}
-
-/* Everything a run owns, freed in one place (also on the error paths). */
-typedef struct {
-    mn_text_dataset train, held;
-    text_tokenizer tok;
-    mn_bert *m;
-    mn_encoding enc; /* the training texts */
-    heldout held_in;
-    mn_optimizer *opt;
-    mn_batcher bat;
-    metrics_log mlog;
-    curve train_curve, eval_curve, acc_curve;
-    train_args args;
-} session;
-
-static void session_free(session *s) {
-    metrics_close(&s->mlog);
-    curve_free(&s->train_curve);
-    curve_free(&s->eval_curve);
-    curve_free(&s->acc_curve);
-    train_args_free(&s->args);
-    mn_batcher_free(&s->bat);
-    mn_optim_free(s->opt);
-    heldout_free(&s->held_in);
-    mn_release(s->enc.input_ids);
-    mn_release(s->enc.token_type_ids);
-    mn_release(s->enc.attention_mask);
-    mn_bert_free(s->m);
-    text_tokenizer_free(&s->tok);
-    mn_text_dataset_free(&s->train);
-    mn_text_dataset_free(&s->held);
-}
-
-/* Prints the error and returns status. */
-static int fail(const char *msg, int status) {
-    fprintf(stderr, "%s: %s\n", prog, msg);
-    return status;
 }
 
 /* The training texts and at most eval_max held-out texts (spread over the held-out part). */
@@ -197,7 +148,9 @@ static mn_bert *make_model(const options *o, const run_opts *r, const text_token
     return m;
 }
 
-static int pretrain(const options *o, const run_opts *r, session *s) {
+/* s->eval holds the held-out texts; s->train_enc the training texts (no labels: each step masks them
+ * afresh), s->eval_enc the held-out texts masked once. */
+static int pretrain(const options *o, const run_opts *r, bert_session *s) {
     mn_err err;
     mn_bert_config named; /* before the slow part: is the configuration's name known? */
     if (!mn_bert_config_named(o->config, &named)) {
@@ -205,8 +158,8 @@ static int pretrain(const options *o, const run_opts *r, session *s) {
         return 2;
     }
     mn_bert_config_free(&named);
-    if (!mn_make_dirs(o->out, &err)) return fail(err.msg, 1);
-    if (!load_data(o, r->seed, &s->train, &s->held, &err)) return fail(err.msg, 1);
+    if (!mn_make_dirs(o->out, &err)) return run_fail(prog, err.msg, 1);
+    if (!load_data(o, r->seed, &s->train, &s->eval, &err)) return run_fail(prog, err.msg, 1);
     const mn_text_dataset *train = &s->train;
     if (train->n < r->batch) {
         fprintf(stderr, "%s: %lld training texts are fewer than one batch of %ld\n", prog, (long long)train->n,
@@ -214,10 +167,10 @@ static int pretrain(const options *o, const run_opts *r, session *s) {
         return 1;
     }
     text_tokenizer *tok = &s->tok;
-    if (!make_tokenizer(o, r, train, tok, &err)) return fail(err.msg, 1);
+    if (!make_tokenizer(o, r, train, tok, &err)) return run_fail(prog, err.msg, 1);
     tok->model_max_length = o->max_len;
     mn_bert *m = s->m = make_model(o, r, tok, &err);
-    if (!m) return fail(err.msg, 1);
+    if (!m) return run_fail(prog, err.msg, 1);
     const mn_bert_config *c = &m->cfg;
     printf("%s: BertForMaskedLM, hidden %lld, %lld layers, %lld heads, intermediate %lld, vocab %lld, max length %ld, "
            "dropout %g: %.2fM parameters\n", prog, (long long)c->hidden_size, (long long)c->num_hidden_layers,
@@ -225,84 +178,58 @@ static int pretrain(const options *o, const run_opts *r, session *s) {
            c->hidden_dropout_prob, (double)mn_params_numel(&m->params) / 1e6);
 
     /* ---- inputs ---- */
-    s->enc = text_encode_all(tok, train->n, train->texts, o->max_len);
-    const mn_encoding *enc = &s->enc;
+    s->train_enc.enc = text_encode_all(tok, train->n, train->texts, o->max_len);
+    const mn_encoding *enc = &s->train_enc.enc;
     int64_t tokens = text_count_tokens(enc->attention_mask), truncated = 0;
     for (int64_t i = 0; i < train->n; i++) truncated += mn_idata(enc->attention_mask)[(i + 1) * o->max_len - 1] != 0;
     printf("%s: %.1f tokens per training text on average; %.1f%% of the texts are cut at %ld tokens\n", prog,
            (double)tokens / (double)train->n, 100.0 * (double)truncated / (double)train->n, o->max_len);
-    heldout_init(&s->held_in, tok, &s->held, o->max_len, (float)o->mask_prob, r->seed);
+    heldout_init(&s->eval_enc, tok, &s->eval, o->max_len, (float)o->mask_prob, r->seed);
 
-    mn_optimizer *opt = s->opt = run_make_optimizer(r, &m->params, &err);
-    if (!opt) return fail(err.msg, 2);
-    mn_batcher *bat = &s->bat;
-    mn_batcher_init(bat, train->n, r->batch, true, true, (uint64_t)r->seed);
-    int64_t total = run_total_steps(r, mn_batcher_batches_per_epoch(bat)), start = 0;
-    curve *curves[3] = {&s->train_curve, &s->eval_curve, &s->acc_curve};
-    record_args(&s->args, o, r);
-    if (r->resume_dir) {
-        run_state st;
-        if (!train_args_check(&s->args, r->resume_dir, &err) || !run_load_state(r->resume_dir, &st, opt, &err) ||
-            !curves_load(r->resume_dir, 3, curves, &err))
-            return fail(err.msg, 1);
-        start = st.step;
-        mn_batcher_seek(bat, st.epoch, st.batch);
-        printf("%s: resumed from %s at step %lld (epoch %lld, batch %lld)\n", prog, r->resume_dir, (long long)start,
-               (long long)st.epoch, (long long)st.batch);
-    }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", o->out);
-    metrics_log *mlog = &s->mlog;
-    if (!metrics_open(mlog, r->log_path ? r->log_path : path, r->resume_dir != NULL, &err)) return fail(err.msg, 1);
-    int64_t stop = o->stop_at > 0 && o->stop_at < total ? o->stop_at : total;
-    printf("%s: steps %lld..%lld of %lld (%.2f epochs), batch %ld, %s lr %g (%s, warm-up %ld), %d threads\n", prog,
-           (long long)start + 1, (long long)stop, (long long)total,
-           (double)total / (double)mn_batcher_batches_per_epoch(bat), r->batch, r->optimizer, r->lr, r->schedule,
-           r->warmup, omp_get_max_threads());
+    trainer *t = &s->t;
+    trainer_init(t, prog, r, train->n, true, (uint64_t)r->seed, "heldout");
+    record_args(&t->args, o);
+    int status = trainer_start(t, &m->params, o->out);
+    if (status) return status;
 
     /* ---- training ---- */
     double eval_loss = 0, eval_acc = 0, first_eval = NAN, first_loss = NAN, interval_loss = 0;
     int64_t interval_steps = 0, interval_masked = 0, interval_hits = 0, items = 0;
-    if (s->eval_curve.n > 0) first_eval = s->eval_curve.y[0]; /* resumed: from the saved curve */
-    if (start == 0) {
-        evaluate(m, &s->held_in, r->batch, &eval_loss, &eval_acc);
+    if (t->eval_loss.n > 0) first_eval = t->eval_loss.y[0]; /* resumed: from the saved curve */
+    if (t->start == 0) {
+        evaluate(m, &s->eval_enc, r->batch, &eval_loss, &eval_acc);
         first_eval = eval_loss;
-        curve_add(&s->eval_curve, 0, eval_loss);
-        curve_add(&s->acc_curve, 0, eval_acc);
+        curve_add(&t->eval_loss, 0, eval_loss);
+        curve_add(&t->eval_accuracy, 0, eval_acc);
         printf("%s: step 0: held-out MLM loss %.4f, accuracy %.4f\n", prog, eval_loss, eval_acc);
-        metrics_write(mlog, "{\"step\": 0, \"heldout_loss\": %.6f, \"heldout_accuracy\": %.6f}", eval_loss, eval_acc);
+        metrics_write(&t->log, "{\"step\": 0, \"heldout_loss\": %.6f, \"heldout_accuracy\": %.6f}", eval_loss,
+                      eval_acc);
     }
     progress pr;
-    progress_start_at(&pr, start, total, "tokens");
+    progress_start_at(&pr, t->start, t->total, "tokens");
     double t0 = progress_now();
-    for (int64_t step = start + 1; step <= stop; step++) {
+    for (int64_t step = t->start + 1; step <= t->stop; step++) {
         mn_scope sc = mn_scope_begin();
-        mn_tensor *idx = mn_batcher_next(bat);
-        if (!idx) idx = mn_batcher_next(bat); /* a new epoch */
-        mn_encoding b = text_batch_rows(enc, idx);
+        mn_encoding b = text_batch_rows(enc, trainer_next_batch(t));
         mn_rng mask_rng = train_stream(r->seed, STREAM_MASK, step);
         mn_rng drop_rng = train_stream(r->seed, STREAM_DROPOUT, step);
         mn_tensor *labels, *ids = mn_mlm_mask(tok->wp, b.input_ids, (float)o->mask_prob, &mask_rng, &labels);
         mn_tensor *hidden = mn_bert_encode(m, ids, NULL, b.attention_mask, &drop_rng);
         mn_tensor *loss = mn_bert_mlm_loss(m, hidden, labels);
-        mn_optim_zero_grad(opt);
+        mn_optim_zero_grad(t->opt);
         mn_backward(loss);
-        bool log_step = step % r->log_every == 0 || step == stop;
+        bool log_step = step % r->log_every == 0 || step == t->stop;
         if (log_step) { /* accuracy costs another pass of the decoder: only on logged steps */
             int64_t k;
             interval_hits += bert_mlm_correct(m, hidden, labels, &k);
             interval_masked += k;
         }
         float loss_v = mn_item(loss);
-        float norm = r->clip > 0 ? mn_clip_grad_norm(&m->params, (float)r->clip) : 0;
-        if (!isfinite(loss_v) || !isfinite(norm)) {
-            fprintf(stderr, "\n%s: the loss diverged at step %lld (loss %g, gradient norm %g); try a smaller --lr\n",
-                    prog, (long long)step, loss_v, norm);
+        if (!trainer_clip_and_check(t, &m->params, loss_v, step)) {
             mn_scope_end(sc);
             return 1;
         }
-        run_apply_schedule(r, opt, step - 1, total);
-        mn_optim_step(opt);
+        trainer_update(t, step);
         items += text_count_tokens(b.attention_mask);
         mn_scope_end(sc);
         if (isnan(first_loss)) first_loss = loss_v;
@@ -316,39 +243,34 @@ static int pretrain(const options *o, const run_opts *r, session *s) {
             snprintf(extra, sizeof extra, "acc %.3f", acc);
             progress_update_extra(&pr, step, mean, items, extra);
             double el = progress_now() - t0;
-            metrics_write(mlog, "{\"step\": %lld, \"loss\": %.6f, \"accuracy\": %.6f, \"lr\": %.6g, "
+            metrics_write(&t->log, "{\"step\": %lld, \"loss\": %.6f, \"accuracy\": %.6f, \"lr\": %.6g, "
                           "\"tokens_per_s\": %.1f, \"elapsed_s\": %.2f}", (long long)step, mean, acc,
-                          mn_optim_lr(opt), el > 0 ? (double)items / el : 0, el);
-            curve_add(&s->train_curve, (double)step, mean);
+                          mn_optim_lr(t->opt), el > 0 ? (double)items / el : 0, el);
+            curve_add(&t->train_loss, (double)step, mean);
+            curve_add(&t->train_accuracy, (double)step, acc);
             interval_loss = 0, interval_steps = 0, interval_masked = 0, interval_hits = 0;
         }
-        if (step % o->eval_every == 0 || step == stop) {
-            evaluate(m, &s->held_in, r->batch, &eval_loss, &eval_acc);
-            curve_add(&s->eval_curve, (double)step, eval_loss);
-            curve_add(&s->acc_curve, (double)step, eval_acc);
+        if (step % o->eval_every == 0 || step == t->stop) {
+            evaluate(m, &s->eval_enc, r->batch, &eval_loss, &eval_acc);
+            curve_add(&t->eval_loss, (double)step, eval_loss);
+            curve_add(&t->eval_accuracy, (double)step, eval_acc);
             fprintf(stderr, "%s: step %lld: held-out MLM loss %.4f, accuracy %.4f\n", prog, (long long)step,
                     eval_loss, eval_acc);
-            metrics_write(mlog, "{\"step\": %lld, \"heldout_loss\": %.6f, \"heldout_accuracy\": %.6f}",
+            metrics_write(&t->log, "{\"step\": %lld, \"heldout_loss\": %.6f, \"heldout_accuracy\": %.6f}",
                           (long long)step, eval_loss, eval_acc);
         }
-        if (r->save_dir && (step == stop || (o->save_every > 0 && step % o->save_every == 0))) {
-            run_state st = {step, bat->epoch, mn_batcher_position(bat), eval_loss};
-            if (!bert_save_dir(m, tok, r->save_dir, &err) || !run_save_state(r->save_dir, &st, opt, &err) ||
-                !train_args_save(&s->args, r->save_dir, &err) || !curves_save(r->save_dir, 3, curves, &err)) {
-                fprintf(stderr, "%s: saving to %s failed: %s\n", prog, r->save_dir, err.msg);
-                return 1;
-            }
-        }
+        if (!bert_session_checkpoint(s, step, eval_loss)) return 1;
     }
 
-    const curve *tc = &s->train_curve, *ec = &s->eval_curve;
+    const curve *tc = &t->train_loss, *ec = &t->eval_loss;
     printf("%s: training MLM loss %.4f at step %lld -> %.4f (mean of the last %ld steps)\n", prog, first_loss,
-           (long long)start + 1, tc->n ? tc->y[tc->n - 1] : NAN, r->log_every);
+           (long long)t->start + 1, tc->n ? tc->y[tc->n - 1] : NAN, r->log_every);
     printf("%s: held-out MLM loss %.4f at step 0 -> %.4f at step %lld, masked-token accuracy %.4f\n", prog,
-           first_eval, eval_loss, (long long)stop, eval_acc);
+           first_eval, eval_loss, (long long)t->stop, eval_acc);
     if (r->save_dir) printf("%s: saved the model, tokenizer and trainer state to %s\n", prog, r->save_dir);
-    metrics_write(mlog, "{\"final\": %s, \"step\": %lld, \"heldout_loss\": %.6f, \"heldout_accuracy\": %.6f}",
-                  stop == total ? "true" : "false", (long long)stop, eval_loss, eval_acc);
+    metrics_write(&t->log, "{\"final\": %s, \"step\": %lld, \"heldout_loss\": %.6f, \"heldout_accuracy\": %.6f}",
+                  t->stop == t->total ? "true" : "false", (long long)t->stop, eval_loss, eval_acc);
+    char path[4096];
     snprintf(path, sizeof path, "%s/loss.svg", o->out);
     svg_series series[2] = {{"training (mean per log interval)", tc->x, tc->y, tc->n, false},
                             {"held-out", ec->x, ec->y, ec->n, true}};
@@ -382,26 +304,12 @@ int main(int argc, char **argv) {
         {"--eval-fraction", CLI_FLOAT, &o.eval_fraction, "share of the texts held out", 0.001, 0.9},
         {"--eval-max", CLI_INT, &o.eval_max, "at most this many held-out texts are evaluated", 1, 1e9},
         {"--eval-every", CLI_INT, &o.eval_every, "steps between held-out evaluations", 1, 1e9},
-        {"--save-every", CLI_INT, &o.save_every, "steps between checkpoints to --save (0: at the end only)", 0, 1e12},
-        {"--stop-at", CLI_INT, &o.stop_at, "stop (and save) after this step; --resume continues (0: run to the end)",
-         0, 1e12},
     };
-    int n_opts = run_add_options(opts, 19, 48, &r);
-    cli_spec spec = {prog, "[options]",
-                     "Masked-LM pre-training of BERT on the fortunes corpus. Defaults: a bert-tiny model (hidden 128,\n"
-                     "2 layers, 2 heads, intermediate 512) with max length 64 and a 6000-piece vocabulary built from\n"
-                     "the corpus (all categories but ascii-art, 5% held out); 1500 AdamW steps of 32 texts (lr 1e-3,\n"
-                     "linear decay, 40 warm-up steps), about 400 CPU-seconds: a few minutes on 2 idle cores (with\n"
-                     "OMP_WAIT_POLICY=passive when the machine is shared). --save DIR writes a Hugging Face directory\n"
-                     "(config.json, model.safetensors, vocab.txt, tokenizer_config.json) plus the trainer state for\n"
-                     "--resume, which continues exactly when given the same options.",
-                     opts, n_opts};
-    int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
-    if (rc) return rc == 1 ? 0 : 2;
-    if (!run_setup(&r, prog)) return 2;
-    setvbuf(stdout, NULL, _IOLBF, 0); /* progress goes to stderr: keep the two in order in a log */
-    session s = {.train_curve = {"train_loss"}, .eval_curve = {"heldout_loss"}, .acc_curve = {"heldout_accuracy"}};
+    cli_spec spec = {prog, "[options]", about, opts, 17};
+    int rc = run_parse_command_line(&spec, 48, &r, argc, argv);
+    if (rc >= 0) return rc;
+    bert_session s = {0};
     int status = pretrain(&o, &r, &s);
-    session_free(&s);
+    bert_session_free(&s);
     return status;
 }

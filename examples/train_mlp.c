@@ -17,6 +17,12 @@
 #include <string.h>
 
 static const char *prog = "train_mlp";
+/* --help: what the program does */
+static const char *about =
+    "Trains an MLP (default 784-512-512-10, ReLU) on Fashion-MNIST with AdamW and a cosine schedule;\n"
+    "prints the test accuracy and the time of every epoch, logs metrics as JSON lines and plots the\n"
+    "loss and accuracy (--out). --save DIR writes the model (config.json, model.safetensors) and the\n"
+    "trainer state, which --resume DIR continues exactly (same seed and thread count).";
 
 /* x [B, 1, 28, 28] -> logits [B, 10] */
 static mn_tensor *mlp_forward(void *model, mn_tensor *x, mn_rng *dropout) {
@@ -67,18 +73,9 @@ int main(int argc, char **argv) {
         {"--act", CLI_STRING, &act, "activation between layers: relu, gelu, tanh, sigmoid"},
         {"--data", CLI_STRING, &data_dir, "Fashion-MNIST directory (default " MN_FASHION_MNIST_DIR ")"},
     };
-    int n_opts = clf_add_options(opts, 3, 40, &co);
-    n_opts = run_add_options(opts, n_opts, 40, &r);
-    cli_spec spec = {prog, "[options]",
-                     "Trains an MLP (default 784-512-512-10, ReLU) on Fashion-MNIST with AdamW and a cosine schedule;\n"
-                     "prints the test accuracy and the time of every epoch, logs metrics as JSON lines and plots the\n"
-                     "loss and accuracy (--out). --save DIR writes the model (config.json, model.safetensors) and the\n"
-                     "trainer state, which --resume DIR continues exactly (same seed and thread count).",
-                     opts, n_opts};
-    int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
-    if (rc) return rc == 1 ? 0 : 2;
-    if (!run_setup(&r, prog)) return 2;
-    setvbuf(stdout, NULL, _IOLBF, 0); /* progress goes to stderr: keep the two in order in a log */
+    cli_spec spec = {prog, "[options]", about, opts, clf_add_options(opts, 3, 40, &co)};
+    int rc = run_parse_command_line(&spec, 40, &r, argc, argv);
+    if (rc >= 0) return rc;
     mn_err err;
     mn_mlp_config cfg;
     if (!make_config(hidden, act, 28 * 28, 10, &cfg, &err)) {
@@ -113,7 +110,7 @@ int main(int argc, char **argv) {
             m = NULL;
         }
     } else {
-        mn_rng init = clf_stream(r.seed, CLF_STREAM_INIT, 0);
+        mn_rng init = train_stream(r.seed, CLF_STREAM_INIT, 0);
         m = mn_mlp_model_new(&cfg, &init);
     }
     int status = 1;
@@ -125,7 +122,6 @@ int main(int argc, char **argv) {
         printf(" (%s): %lld parameters\n", mn_act_name(cfg.hidden_act), (long long)mn_params_numel(&m->params));
         train_args args = {0};
         train_args_add(&args, "model", "mlp hidden %s act %s", hidden, act);
-        clf_record_run_args(&args, &r);
         clf_model cm = {m, &m->params, mlp_forward, mlp_save};
         clf_result res;
         status = clf_train(&co, &r, &cm, &train, &test, &args, &res);

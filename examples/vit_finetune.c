@@ -21,6 +21,7 @@
 #include "common/images.h"
 #include "common/run.h"
 #include "common/trainlog.h"
+#include "common/vit_classifier.h"
 #include "data/data.h"
 #include "mnemo.h"
 
@@ -29,6 +30,14 @@
 #include <string.h>
 
 static const char *prog = "vit_finetune";
+/* --help: what the program does */
+static const char *about =
+    "Fine-tunes a Hugging Face ViT (ViTForImageClassification or ViTModel) with a new head:\n"
+    "by default on Fashion-MNIST classes 5-9 with 50 labelled images per class, tested on all\n"
+    "their test images; or on an image folder (--images) or IDX files. --from-scratch trains the\n"
+    "same architecture from random weights on the same images, for comparison. Saves a Hugging\n"
+    "Face directory (--save, default vit_finetuned) with id2label from the class names, for\n"
+    "vit_predict.";
 
 typedef struct {
     const char *model, *images, *idx_images, *idx_labels, *class_list;
@@ -37,27 +46,12 @@ typedef struct {
     double test_fraction, dropout;
 } options;
 
-typedef struct {
-    mn_vit *vit;
-    img_preproc pre;
-} vit_bundle;
-
-/* pixels [B, C, S, S] -> logits [B, labels] */
-static mn_tensor *vit_logits(void *model, mn_tensor *x, mn_rng *dropout) {
-    return mn_vit_forward(((vit_bundle *)model)->vit, x, dropout);
-}
-
-static bool vit_save_dir(void *model, const char *dir, mn_err *err) {
-    vit_bundle *b = model;
-    return mn_vit_save(b->vit, dir, err) && img_preproc_write(&b->pre, dir, err);
-}
-
 /* Train and test sets with pixels in [0, 1] (not yet prepared for the model). */
 static bool load_data(const options *o, const run_opts *r, int size, int channels, mn_dataset *train,
                       mn_dataset *test, mn_err *err) {
     mn_dataset all, pool;
     int64_t per_class = o->per_class;
-    mn_rng g = clf_stream(r->seed, CLF_STREAM_DATA, 1);
+    mn_rng g = train_stream(r->seed, CLF_STREAM_DATA, 1);
     if (!o->images && !o->idx_images) {
         int classes[10], n;
         if (!img_parse_classes(o->class_list, 10, classes, &n, err)) return false;
@@ -71,7 +65,7 @@ static bool load_data(const options *o, const run_opts *r, int size, int channel
         } else if (!img_idx_load(o->idx_images, o->idx_labels, &all, err)) {
             return false;
         }
-        mn_rng split = clf_stream(r->seed, CLF_STREAM_DATA, 0);
+        mn_rng split = train_stream(r->seed, CLF_STREAM_DATA, 0);
         mn_dataset_split(&all, o->test_fraction, true, &split, &pool, test);
         mn_dataset_free(&all);
     }
@@ -108,7 +102,7 @@ static bool in_list(char **list, int n, const char *name) {
 
 /* A fresh classifier: weight N(0, initializer_range), bias 0, as a new model's head. */
 static void reset_head(mn_vit *m, long seed) {
-    mn_rng g = clf_stream(seed, CLF_STREAM_HEAD, 0);
+    mn_rng g = train_stream(seed, CLF_STREAM_HEAD, 0);
     mn_scope sc = mn_scope_begin();
     bool prev = mn_no_grad_begin();
     mn_tensor *w = m->classifier.weight;
@@ -121,7 +115,7 @@ static void reset_head(mn_vit *m, long seed) {
 /* The classifier to train: resumed, fine-tuned from --model, or from scratch. */
 static mn_vit *make_model(const options *o, const run_opts *r, int64_t n_labels, char *const *names, mn_err *err) {
     mn_pretrained_opts po = {.num_labels = n_labels, .id2label = (const char *const *)names,
-                             .seed = clf_stream(r->seed, CLF_STREAM_INIT, 0).seed};
+                             .seed = train_stream(r->seed, CLF_STREAM_INIT, 0).seed};
     mn_load_report rep = {0};
     mn_vit *m = NULL;
     if (r->resume_dir) {
@@ -136,7 +130,7 @@ static mn_vit *make_model(const options *o, const run_opts *r, int64_t n_labels,
         mn_vit_config cfg;
         if (!mn_vit_config_read(o->model, &cfg, err)) return NULL;
         mn_labels_set(&cfg.labels, n_labels, (const char *const *)names);
-        mn_rng init = clf_stream(r->seed, CLF_STREAM_INIT, 0);
+        mn_rng init = train_stream(r->seed, CLF_STREAM_INIT, 0);
         m = mn_vit_new(&cfg, MN_VIT_FOR_IMAGE_CLASSIFICATION, false, &init);
         mn_vit_config_free(&cfg);
         printf("%s: from scratch: the architecture of %s with random weights (seed %ld)\n", prog, o->model, r->seed);
@@ -170,7 +164,7 @@ static mn_vit *make_model(const options *o, const run_opts *r, int64_t n_labels,
     return m;
 }
 
-static void record_args(train_args *a, const options *o, const run_opts *r, double backbone_lr_scale) {
+static void record_args(train_args *a, const options *o, double backbone_lr_scale) {
     train_args_add(a, "init", "%s %s", o->from_scratch ? "scratch" : "pretrained", o->model);
     if (o->images) train_args_add(a, "data", "images %s test %g", o->images, o->test_fraction);
     else if (o->idx_images)
@@ -180,7 +174,6 @@ static void record_args(train_args *a, const options *o, const run_opts *r, doub
     train_args_add(a, "num_labels", "%ld", o->num_labels);
     train_args_add(a, "dropout", "%g", o->dropout);
     train_args_add(a, "backbone_lr_scale", "%g", backbone_lr_scale);
-    clf_record_run_args(a, r);
 }
 
 int main(int argc, char **argv) {
@@ -207,19 +200,9 @@ int main(int argc, char **argv) {
                                                           "the new head's (not with --from-scratch)", 0, 100},
     };
     int n_opts = clf_add_options(opts, 11, 48, &co);
-    n_opts = run_add_options(opts, n_opts, 48, &r);
-    cli_spec spec = {prog, "--model DIR [--from-scratch] [options]",
-                     "Fine-tunes a Hugging Face ViT (ViTForImageClassification or ViTModel) with a new head:\n"
-                     "by default on Fashion-MNIST classes 5-9 with 50 labelled images per class, tested on all\n"
-                     "their test images; or on an image folder (--images) or IDX files. --from-scratch trains the\n"
-                     "same architecture from random weights on the same images, for comparison. Saves a Hugging\n"
-                     "Face directory (--save, default vit_finetuned) with id2label from the class names, for\n"
-                     "vit_predict.",
-                     opts, n_opts};
-    int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
-    if (rc) return rc == 1 ? 0 : 2;
-    if (!run_setup(&r, prog)) return 2;
-    setvbuf(stdout, NULL, _IOLBF, 0);
+    cli_spec spec = {prog, "--model DIR [--from-scratch] [options]", about, opts, n_opts};
+    int rc = run_parse_command_line(&spec, 48, &r, argc, argv);
+    if (rc >= 0) return rc;
     if (!o.model) {
         fprintf(stderr, "%s: give --model DIR, the ViT to fine-tune (or whose architecture --from-scratch uses)\n",
                 prog);
@@ -238,7 +221,7 @@ int main(int argc, char **argv) {
     }
 
     /* ---- preprocessing of --model, then the data ---- */
-    vit_bundle b = {0};
+    vit_classifier b = {0};
     bool found;
     int S = (int)cfg.image_size, C = (int)cfg.num_channels;
     mn_vit_config_free(&cfg);
@@ -295,8 +278,8 @@ int main(int argc, char **argv) {
            (long long)c->num_hidden_layers, (long long)c->num_attention_heads, (long long)c->intermediate_size,
            (long long)c->labels.num_labels, (long long)mn_params_numel(&b.vit->params));
     train_args args = {0};
-    record_args(&args, &o, &r, co.lr_scale);
-    clf_model cm = {&b, &b.vit->params, vit_logits, vit_save_dir};
+    record_args(&args, &o, co.lr_scale);
+    clf_model cm = vit_classifier_model(&b);
     clf_result res;
     status = clf_train(&co, &r, &cm, &train, &test, &args, &res);
     if (status == 0) {

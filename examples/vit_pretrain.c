@@ -15,6 +15,7 @@
 #include "common/images.h"
 #include "common/run.h"
 #include "common/trainlog.h"
+#include "common/vit_classifier.h"
 #include "data/data.h"
 #include "mnemo.h"
 
@@ -23,21 +24,12 @@
 #include <string.h>
 
 static const char *prog = "vit_pretrain";
-
-typedef struct {
-    mn_vit *vit;
-    img_preproc pre;
-} vit_bundle;
-
-/* pixels [B, C, S, S] -> logits [B, classes] */
-static mn_tensor *vit_logits(void *model, mn_tensor *x, mn_rng *dropout) {
-    return mn_vit_forward(((vit_bundle *)model)->vit, x, dropout);
-}
-
-static bool vit_save_dir(void *model, const char *dir, mn_err *err) {
-    vit_bundle *b = model;
-    return mn_vit_save(b->vit, dir, err) && img_preproc_write(&b->pre, dir, err);
-}
+/* --help: what the program does */
+static const char *about =
+    "Pre-trains a small ViT (ViTForImageClassification; default hidden 64, 4 layers, 4 heads,\n"
+    "MLP 128, patches of 7 on 28x28x1, 6 epochs) on Fashion-MNIST classes 0-4 and saves a Hugging\n"
+    "Face directory (--save, default vit_pretrained): config.json with id2label, model.safetensors\n"
+    "and preprocessor_config.json. vit_finetune --model DIR transfers it to other classes.";
 
 static bool same_shape_config(const mn_vit_config *a, const mn_vit_config *b) {
     return a->hidden_size == b->hidden_size && a->num_hidden_layers == b->num_hidden_layers &&
@@ -65,18 +57,9 @@ int main(int argc, char **argv) {
         {"--classes", CLI_STRING, &class_list, "Fashion-MNIST classes to pre-train on, e.g. 0-4 or 0,2,4"},
         {"--per-class", CLI_INT, &per_class, "training images per class (0: all 6000)", 0, 1e9},
     };
-    int n_opts = clf_add_options(opts, 9, 48, &co);
-    n_opts = run_add_options(opts, n_opts, 48, &r);
-    cli_spec spec = {prog, "[options]",
-                     "Pre-trains a small ViT (ViTForImageClassification; default hidden 64, 4 layers, 4 heads,\n"
-                     "MLP 128, patches of 7 on 28x28x1, 6 epochs) on Fashion-MNIST classes 0-4 and saves a Hugging\n"
-                     "Face directory (--save, default vit_pretrained): config.json with id2label, model.safetensors\n"
-                     "and preprocessor_config.json. vit_finetune --model DIR transfers it to other classes.",
-                     opts, n_opts};
-    int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
-    if (rc) return rc == 1 ? 0 : 2;
-    if (!run_setup(&r, prog)) return 2;
-    setvbuf(stdout, NULL, _IOLBF, 0);
+    cli_spec spec = {prog, "[options]", about, opts, clf_add_options(opts, 9, 48, &co)};
+    int rc = run_parse_command_line(&spec, 48, &r, argc, argv);
+    if (rc >= 0) return rc;
     mn_err err;
     int classes[10], n_classes;
     if (!img_parse_classes(class_list, 10, classes, &n_classes, &err)) {
@@ -116,14 +99,14 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (per_class > 0) {
-        mn_rng g = clf_stream(r.seed, CLF_STREAM_DATA, 1);
+        mn_rng g = train_stream(r.seed, CLF_STREAM_DATA, 1);
         mn_dataset_take_per_class(&all_train, per_class, &g, &train);
         mn_dataset_free(&all_train);
     } else {
         train = all_train;
     }
     const float mean = MN_FASHION_MNIST_MEAN, std = MN_FASHION_MNIST_STD;
-    vit_bundle b = {0};
+    vit_classifier b = {0};
     img_preproc_set(&b.pre, 28, 1, &mean, &std);
     img_dataset_prepare(&train, &b.pre, 1);
     img_dataset_prepare(&test, &b.pre, 1);
@@ -142,7 +125,7 @@ int main(int argc, char **argv) {
             b.vit = NULL;
         }
     } else {
-        mn_rng init = clf_stream(r.seed, CLF_STREAM_INIT, 0);
+        mn_rng init = train_stream(r.seed, CLF_STREAM_INIT, 0);
         b.vit = mn_vit_new(&cfg, MN_VIT_FOR_IMAGE_CLASSIFICATION, false, &init);
     }
     int status = 1;
@@ -161,8 +144,7 @@ int main(int argc, char **argv) {
         train_args_add(&args, "model", "%s dim %ld depth %ld heads %ld mlp %ld patch %ld dropout %g", config, dim,
                        depth, heads, mlp_dim, patch, dropout);
         train_args_add(&args, "data", "fashion-mnist classes %s per-class %ld", class_list, per_class);
-        clf_record_run_args(&args, &r);
-        clf_model cm = {&b, &b.vit->params, vit_logits, vit_save_dir};
+        clf_model cm = vit_classifier_model(&b);
         clf_result res;
         status = clf_train(&co, &r, &cm, &train, &test, &args, &res);
         if (status == 0) {

@@ -67,3 +67,22 @@ int64_t bert_mlm_correct(const mn_bert *m, mn_tensor *hidden, mn_tensor *labels,
     *n = k;
     return hits;
 }
+
+static bool save_model_and_tokenizer(void *session, const char *dir, mn_err *err) {
+    const bert_session *s = session;
+    return bert_save_dir(s->m, &s->tok, dir, err);
+}
+
+bool bert_session_checkpoint(bert_session *s, int64_t step, double best_metric) {
+    return trainer_checkpoint(&s->t, step, best_metric, save_model_and_tokenizer, s);
+}
+
+void bert_session_free(bert_session *s) {
+    trainer_free(&s->t);
+    text_labelled_free(&s->train_enc);
+    text_labelled_free(&s->eval_enc);
+    mn_bert_free(s->m);
+    text_tokenizer_free(&s->tok);
+    mn_text_dataset_free(&s->train);
+    mn_text_dataset_free(&s->eval);
+}

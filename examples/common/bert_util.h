@@ -1,9 +1,11 @@
 /* What the BERT programs share beyond text handling: a configuration from options,
- * model + tokenizer directories, load reports, and masked-LM accuracy. */
+ * model + tokenizer directories, load reports, masked-LM accuracy, and what a training
+ * program owns (its texts, tokenizer, model and trainer). */
 #ifndef MN_BERT_UTIL_H
 #define MN_BERT_UTIL_H
 
 #include "text.h"
+#include "trainer.h"
 
 /* A named configuration (MN_BERT_CONFIG_NAMES) with the sizes that are > 0 overriding it;
  * vocab_size from the tokenizer; max_position_embeddings = max_len; dropout (>= 0) for both
@@ -21,5 +23,18 @@ void bert_print_load_report(const mn_load_report *r, const char *prog);
 /* Masked-LM accuracy at labelled positions (label != -100) of hidden [B, T, H]: how many
  * argmax predictions equal the label; *n gets the number of labelled positions. No gradient. */
 int64_t bert_mlm_correct(const mn_bert *m, mn_tensor *hidden, mn_tensor *labels, int64_t *n);
+
+/* What a BERT training program owns, freed in one place (also on its error paths). */
+typedef struct {
+    mn_text_dataset train, eval;       /* the training texts; the test (or held-out) texts */
+    text_tokenizer tok;
+    mn_bert *m;
+    text_labelled train_enc, eval_enc; /* the texts encoded for the model */
+    trainer t;
+} bert_session;
+/* After step, when a checkpoint is due (trainer_checkpoint): the model and tokenizer (bert_save_dir)
+ * and the trainer state into --save. False after printing why. */
+bool bert_session_checkpoint(bert_session *s, int64_t step, double best_metric);
+void bert_session_free(bert_session *s);
 
 #endif

@@ -1,8 +1,8 @@
 /* The training loop of the image-classification programs (train_mlp, vit_pretrain,
- * vit_finetune): seeded batches over a labelled dataset, the optimizer, schedule and
- * clipping of run.h, a progress line with the running accuracy, test evaluation with the
- * time per epoch, the JSON-lines metrics log, loss and accuracy plots, and checkpoints
- * (model + trainer state + options + curves) that a resumed run continues exactly. */
+ * vit_finetune), on trainer.h: seeded batches over a labelled dataset, the optimizer,
+ * schedule and clipping of run.h, a progress line with the running accuracy, test evaluation
+ * with the time per epoch, the JSON-lines metrics log, loss and accuracy plots, and
+ * checkpoints (model + trainer state + options + curves) that a resumed run continues exactly. */
 #ifndef MN_EXAMPLES_CLASSIFY_H
 #define MN_EXAMPLES_CLASSIFY_H
 
@@ -12,11 +12,8 @@
 #include "run.h"
 #include "trainlog.h"
 
-/* Independent random streams derived from --seed: each purpose has its own key, and a
- * stream used per step starts at block step << 32, so nothing depends on how many numbers
- * an earlier step drew (dropout of a resumed run equals an uninterrupted one). */
+/* The purposes of the programs' random streams (train_stream of trainlog.h). */
 enum { CLF_STREAM_INIT = 1, CLF_STREAM_DROPOUT, CLF_STREAM_DATA, CLF_STREAM_HEAD };
-mn_rng clf_stream(long seed, int purpose, int64_t step);
 
 /* What the loop needs from a model. */
 typedef struct {
@@ -33,8 +30,6 @@ typedef struct {
     const char *title;    /* for the plots, e.g. "MLP on Fashion-MNIST" */
     const char *out_dir;  /* metrics.jsonl (unless --log), loss.svg, accuracy.svg; created */
     long eval_every;      /* steps between test evaluations; 0: at the end of each epoch */
-    long save_every;      /* steps between checkpoints to --save; 0: at the end only */
-    long stop_at;         /* stop (and save) after this step; 0: run to the end */
     long eval_batch;      /* batch size for evaluation */
     /* parameters whose names start with lr_prefix train at lr_scale x the learning rate (e.g. a
      * pre-trained backbone "vit." below a fresh head); NULL or a scale of 1: one rate for all */
@@ -42,7 +37,7 @@ typedef struct {
     double lr_scale;
 } clf_opts;
 
-/* Appends --out, --eval-every, --save-every, --stop-at (capacity permitting). */
+/* Appends --out and --eval-every (capacity permitting); returns the new count. */
 int clf_add_options(cli_opt *opts, int n, int cap, clf_opts *o);
 
 typedef struct {
@@ -55,12 +50,13 @@ typedef struct {
 } clf_result;
 
 /* Trains m on train, testing on test. r: the common options (optimizer, schedule, steps or
- * epochs, batch, seed, --save, --resume, --log). With --resume the caller has already
- * loaded the model's weights from r->resume_dir; here the trainer state, the options that
- * must repeat (args) and the curves are checked and restored. Returns the exit status
- * (0 done, 1 failure, printed). */
+ * epochs, batch, seed, --save, --resume, --log). args: the program's options that a resume
+ * must repeat (run.h's are added to them). With --resume the caller has already loaded the
+ * model's weights from r->resume_dir; here the trainer state, the options that must repeat
+ * and the curves are checked and restored. Returns the exit status (0 done, 2 a bad
+ * --optimizer, 1 another failure; printed). */
 int clf_train(const clf_opts *o, const run_opts *r, const clf_model *m, const mn_dataset *train,
-              const mn_dataset *test, train_args *args, clf_result *res);
+              const mn_dataset *test, const train_args *args, clf_result *res);
 
 /* Mean loss and accuracy on d in eval mode; per-class hits and counts when non-NULL
  * (n_classes entries each, zeroed here). */
@@ -69,8 +65,6 @@ void clf_evaluate(const clf_model *m, const mn_dataset *d, int64_t batch, double
 /* Evaluates and prints the accuracy per class. */
 void clf_print_per_class(const clf_model *m, const mn_dataset *d, int64_t batch);
 
-/* Records the options of run.h that a resumed run must repeat. */
-void clf_record_run_args(train_args *a, const run_opts *r);
 /* Prints mn_load_report_summary to stderr (or that every weight was loaded). */
 void clf_print_load_report(const mn_load_report *rep, const char *prog, const char *dir);
 

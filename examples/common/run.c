@@ -7,10 +7,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-int run_add_options(cli_opt *opts, int n, int cap, run_opts *r) {
+/* Appends cli options to opts while there is room; returns the new count. */
+static int append(cli_opt *opts, int n, int cap, const cli_opt *more, size_t n_more) {
+    for (size_t i = 0; i < n_more && n < cap; i++) opts[n++] = more[i];
+    return n;
+}
+
+static int add_common_options(cli_opt *opts, int n, int cap, run_opts *r) {
     cli_opt common[] = {
         {"--optimizer", CLI_STRING, &r->optimizer,
          "adamw | adam | sgd | lstm | mnemosyne-c | mnemosyne-t, or a full spec such as adamw:1e-3:0.05"},
+        {"--optimizer-checkpoint", CLI_STRING, &r->optimizer_checkpoint,
+         "learned optimizers: a checkpoint written by bench/meta_train (default: the weights built into mnemo)"},
         {"--lr", CLI_FLOAT, &r->lr, "learning rate (ignored when --optimizer gives one)", 0, 10},
         {"--weight-decay", CLI_FLOAT, &r->weight_decay, "AdamW's decoupled weight decay (-1: its default, 0.01)", -1, 10},
         {"--schedule", CLI_STRING, &r->schedule, "learning-rate schedule: constant, linear or cosine"},
@@ -26,11 +34,20 @@ int run_add_options(cli_opt *opts, int n, int cap, run_opts *r) {
         {"--log", CLI_STRING, &r->log_path, "metrics log, one JSON object per line"},
         {"--log-every", CLI_INT, &r->log_every, "steps between progress lines and metrics records", 1, 1e9},
     };
-    for (size_t i = 0; i < sizeof common / sizeof common[0] && n < cap; i++) opts[n++] = common[i];
-    return n;
+    return append(opts, n, cap, common, sizeof common / sizeof common[0]);
 }
 
-bool run_setup(const run_opts *r, const char *prog) {
+static int add_checkpoint_options(cli_opt *opts, int n, int cap, run_opts *r) {
+    cli_opt checkpoints[] = {
+        {"--save-every", CLI_INT, &r->save_every, "steps between checkpoints to --save (0: at the end only)", 0, 1e12},
+        {"--stop-at", CLI_INT, &r->stop_at, "stop (and save) after this step; --resume continues (0: run to the end)",
+         0, 1e12},
+    };
+    return append(opts, n, cap, checkpoints, sizeof checkpoints / sizeof checkpoints[0]);
+}
+
+/* Applies --threads and validates the option combination; prints and returns false if bad. */
+static bool setup(const run_opts *r, const char *prog) {
     if (r->threads > 0) omp_set_num_threads((int)r->threads);
     mn_sched_kind k;
     if (!mn_schedule_parse(r->schedule, &k)) {
@@ -44,11 +61,32 @@ bool run_setup(const run_opts *r, const char *prog) {
     return true;
 }
 
+int run_parse_command_line(cli_spec *spec, int cap, run_opts *r, int argc, char **argv) {
+    spec->n_opts = add_checkpoint_options(spec->opts, spec->n_opts, cap, r);
+    spec->n_opts = add_common_options(spec->opts, spec->n_opts, cap, r);
+    int rc = cli_parse(spec, argc, argv, NULL, 0, NULL);
+    if (rc) return rc == 1 ? 0 : 2;
+    if (!setup(r, spec->prog)) return 2;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    return -1;
+}
+
+int run_fail(const char *prog, const char *msg, int status) {
+    fprintf(stderr, "%s: %s\n", prog, msg);
+    return status;
+}
+
 mn_optimizer *run_make_optimizer(const run_opts *r, const mn_params *params, mn_err *err) {
     char spec[512];
     const char *o = r->optimizer;
     bool learned = !strncmp(o, "lstm", 4) || !strncmp(o, "mnemosyne", 9);
-    if (strchr(o, ':') || learned) snprintf(spec, sizeof spec, "%s", o);
+    if (r->optimizer_checkpoint) {
+        if (!learned || strchr(o, ':')) {
+            mn_err_set(err, "--optimizer-checkpoint goes with --optimizer lstm, mnemosyne-c or mnemosyne-t, not %s", o);
+            return NULL;
+        }
+        snprintf(spec, sizeof spec, "%s:%s", o, r->optimizer_checkpoint);
+    } else if (strchr(o, ':') || learned) snprintf(spec, sizeof spec, "%s", o);
     else if (!strcmp(o, "adamw") && r->weight_decay >= 0) snprintf(spec, sizeof spec, "adamw:%g:%g", r->lr, r->weight_decay);
     else snprintf(spec, sizeof spec, "%s:%g", o, r->lr);
     if (r->weight_decay >= 0 && strcmp(o, "adamw"))
@@ -58,6 +96,13 @@ mn_optimizer *run_make_optimizer(const run_opts *r, const mn_params *params, mn_
 
 int64_t run_total_steps(const run_opts *r, int64_t batches_per_epoch) {
     return r->steps > 0 ? r->steps : r->epochs * batches_per_epoch;
+}
+
+mn_tensor *run_eval_rows(int64_t at, int64_t batch, int64_t n) {
+    int64_t b = n - at < batch ? n - at : batch;
+    mn_tensor *rows = mn_empty_dtype(MN_I32, MN_SHAPE(b));
+    for (int64_t i = 0; i < b; i++) mn_idata(rows)[i] = (int32_t)(at + i);
+    return rows;
 }
 
 void run_apply_schedule(const run_opts *r, mn_optimizer *o, int64_t step, int64_t total) {

@@ -10,6 +10,7 @@
 
 typedef struct {
     const char *optimizer;  /* "adamw", "adam", "sgd", or a full spec "adamw:1e-3:0.05", "mnemosyne-t" ... */
+    const char *optimizer_checkpoint; /* learned optimizers: weights to use instead of the built-in ones */
     double lr;              /* used when optimizer names no lr */
     double weight_decay;    /* AdamW / SGD decoupled-or-L2 decay; < 0: the optimizer's default */
     const char *schedule;   /* constant | linear | cosine */
@@ -20,18 +21,26 @@ typedef struct {
     long seed, threads;
     const char *save_dir, *resume_dir, *log_path;
     long log_every;         /* steps between progress/metrics lines */
+    long save_every;        /* steps between checkpoints to --save; 0: at the end only */
+    long stop_at;           /* stop (and save) after this step; 0: run to the end */
 } run_opts;
 
-/* Appends the common options to opts (capacity permitting); returns the new count. */
-int run_add_options(cli_opt *opts, int n, int cap, run_opts *r);
-/* Applies --threads and validates the option combination; prints and returns false if bad. */
-bool run_setup(const run_opts *r, const char *prog);
-/* The optimizer spec from --optimizer/--lr/--weight-decay ("adamw" + lr 1e-3 -> "adamw:0.001"). */
+/* Appends --save-every, --stop-at and the common options to the program's own (spec->opts has room
+ * for cap), parses argv, applies --threads, checks the combination and makes stdout line-buffered
+ * (progress goes to stderr: a log keeps the two in order). Returns -1 to go on, else the exit
+ * status: 0 after --help, 2 after a bad option (printed). */
+int run_parse_command_line(cli_spec *spec, int cap, run_opts *r, int argc, char **argv);
+/* Prints "PROG: MSG" to stderr and returns status: return run_fail(prog, err.msg, 1). */
+int run_fail(const char *prog, const char *msg, int status);
+/* The optimizer spec from --optimizer/--lr/--weight-decay ("adamw" + lr 1e-3 -> "adamw:0.001"), or for a
+ * learned optimizer from --optimizer/--optimizer-checkpoint ("mnemosyne-t" + FILE -> "mnemosyne-t:FILE"). */
 mn_optimizer *run_make_optimizer(const run_opts *r, const mn_params *params, mn_err *err);
 /* lr for this step from --schedule/--warmup over total steps; applied to the optimizer. */
 void run_apply_schedule(const run_opts *r, mn_optimizer *o, int64_t step, int64_t total);
 /* Total steps from --steps or --epochs x batches_per_epoch. */
 int64_t run_total_steps(const run_opts *r, int64_t batches_per_epoch);
+/* One evaluation batch over n samples in order: I32 [B] holding at, at + 1, ..., B = min(batch, n - at). */
+mn_tensor *run_eval_rows(int64_t at, int64_t batch, int64_t n);
 
 /* JSON-lines metrics: one object per call, e.g.
  *   metrics_write(&m, "{\"step\": %lld, \"loss\": %.6f}", step, loss); */

@@ -202,6 +202,19 @@ mn_encoding text_encode_all(const text_tokenizer *t, int64_t n, char *const *tex
     return mn_wordpiece_encode_batch(t->wp, n, (const char *const *)texts, NULL, max_len);
 }
 
+static void encoding_free(mn_encoding *e) {
+    mn_release(e->input_ids);
+    mn_release(e->token_type_ids);
+    mn_release(e->attention_mask);
+    *e = (mn_encoding){0};
+}
+
+void text_labelled_free(text_labelled *d) {
+    encoding_free(&d->enc);
+    mn_release(d->labels);
+    *d = (text_labelled){0};
+}
+
 int64_t text_count_tokens(mn_tensor *attention_mask) {
     mn_scope sc = mn_scope_begin();
     const int32_t *m = mn_idata(mnt_contiguous(attention_mask));

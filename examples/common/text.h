@@ -41,6 +41,16 @@ double text_majority_baseline(const mn_text_dataset *train, const mn_text_datase
 
 /* texts encoded as BERT inputs of width max_len ([CLS] text [SEP] [PAD]...), one row each. */
 mn_encoding text_encode_all(const text_tokenizer *t, int64_t n, char *const *texts, int64_t max_len);
+
+/* n encoded texts with their labels: I32 [n] (a class per text) or [n, T] (masked-LM: a token
+ * per position, -100 where there is no loss). */
+typedef struct {
+    mn_encoding enc;
+    mn_tensor *labels;
+    int64_t n;
+} text_labelled;
+void text_labelled_free(text_labelled *d);
+
 /* Rows index (I32 [B]) of enc, cut to the longest row's length (no all-padding columns). */
 mn_encoding text_batch_rows(const mn_encoding *enc, mn_tensor *index);
 /* Number of non-padding tokens in an attention mask. */

@@ -1,0 +1,208 @@
+/* The training loop the example programs share (examples/common/trainer.c, classify.c), through the
+ * programs as a user runs them: a run stopped with --stop-at and continued with --resume logs the same
+ * losses and ends with the same test result as one that never stopped (train_mlp for the image loop,
+ * bert_pretrain and bert_finetune for the text loops); a resume with other options, or from a trainer
+ * state whose batch lies outside an epoch, is refused with a message; a diverging run stops with one.
+ * Tiny models and few steps keep it fast. The programs are found next to this test (build/CFG/tests ->
+ * build/CFG/examples); a test is skipped when its program is not built or its data is not installed. */
+#include "testutil.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char examples_dir[PATH_MAX + 16]; /* build/CFG/examples */
+static char work_dir[] = "/tmp/test_train_cli_XXXXXX";
+
+static bool exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static int make_work_dir(void **state) {
+    (void)state;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return -1;
+    exe[n] = 0;
+    *strrchr(exe, '/') = 0; /* build/CFG/tests */
+    *strrchr(exe, '/') = 0; /* build/CFG */
+    snprintf(examples_dir, sizeof examples_dir, "%s/examples", exe);
+    return mkdtemp(work_dir) ? 0 : -1;
+}
+
+static int remove_work_dir(void **state) {
+    (void)state;
+    char cmd[PATH_MAX + 32];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", work_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Skips the test unless program is built and the data it reads is installed. */
+static void need(const char *program, const char *data) {
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", examples_dir, program);
+    if (!exists(path) || !exists(data)) skip();
+}
+
+typedef struct {
+    char out[1 << 16]; /* stdout and stderr (the end of them, if longer) */
+    int status;
+} run_result;
+
+/* Runs "program args" in the work directory. */
+static void run(const char *program, const char *args, run_result *r) {
+    char cmd[4 * PATH_MAX];
+    snprintf(cmd, sizeof cmd, "cd '%s' && OMP_WAIT_POLICY=passive '%s/%s' --threads 1 %s 2>&1", work_dir,
+             examples_dir, program, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t len = 0, got;
+    char buf[4096];
+    while ((got = fread(buf, 1, sizeof buf, p)) > 0) {
+        if (len + got >= sizeof r->out) len = 0; /* keep the end */
+        memcpy(r->out + len, buf, got);
+        len += got;
+    }
+    r->out[len] = 0;
+    int st = pclose(p);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void run_ok(const char *program, const char *args) {
+    static run_result r;
+    run(program, args, &r);
+    if (r.status != 0) fail_msg("%s %s: exit status %d:\n%s", program, args, r.status, r.out);
+}
+
+/* The records of dir/metrics.jsonl that contain key, each cut before cut_at (timings), one per line. */
+static char *records(const char *dir, const char *key, const char *cut_at) {
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s/metrics.jsonl", work_dir, dir);
+    FILE *f = fopen(path, "r");
+    if (!f) fail_msg("cannot read %s", path);
+    size_t cap = 1 << 16, len = 0;
+    char *out = calloc(cap, 1), line[4096];
+    while (fgets(line, sizeof line, f)) {
+        if (!strstr(line, key)) continue;
+        char *cut = cut_at ? strstr(line, cut_at) : NULL;
+        if (cut) strcpy(cut, "\n");
+        size_t n = strlen(line);
+        assert_true(len + n < cap);
+        memcpy(out + len, line, n + 1);
+        len += n;
+    }
+    fclose(f);
+    return out;
+}
+
+/* The two runs' records with key are identical (and there are some). */
+static void same_records(const char *a, const char *b, const char *key, const char *cut_at) {
+    char *ra = records(a, key, cut_at), *rb = records(b, key, cut_at);
+    if (!*ra) fail_msg("%s/metrics.jsonl has no records with %s", a, key);
+    if (strcmp(ra, rb)) fail_msg("uninterrupted run:\n%sresumed run:\n%s", ra, rb);
+    free(ra);
+    free(rb);
+}
+
+/* Runs args once to the end (into out_a), and once stopped after stop_at and resumed (into out_b). */
+static void run_whole_and_resumed(const char *program, const char *args, const char *out_a, const char *out_b,
+                                  const char *save, int stop_at) {
+    char a[2048];
+    snprintf(a, sizeof a, "%s --out %s", args, out_a);
+    run_ok(program, a);
+    snprintf(a, sizeof a, "%s --out %s --save %s --stop-at %d", args, out_b, save, stop_at);
+    run_ok(program, a);
+    snprintf(a, sizeof a, "%s --out %s --save %s --resume %s", args, out_b, save, save);
+    run_ok(program, a);
+}
+
+/* the last record of a run of 6 steps (a run stopped early writes its own, of an earlier step) */
+#define FINAL "\"final\": true, \"step\": 6,"
+
+#define MLP_ARGS "--steps 6 --batch 32 --hidden 16 --log-every 1 --eval-every 100"
+
+static void mlp_resumed_run_continues_exactly(void **state) {
+    (void)state;
+    need("train_mlp", MN_FASHION_MNIST_DIR);
+    run_whole_and_resumed("train_mlp", MLP_ARGS, "mlp_a", "mlp_b", "mlp_ck", 3);
+    same_records("mlp_a", "mlp_b", "\"loss\"", ", \"images_per_s\"");
+    same_records("mlp_a", "mlp_b", FINAL, ", \"mean_epoch_seconds\"");
+}
+
+static void resume_with_other_options_is_refused(void **state) {
+    (void)state;
+    need("train_mlp", MN_FASHION_MNIST_DIR);
+    run_ok("train_mlp", MLP_ARGS " --out mlp_c --save mlp_ck2 --stop-at 2");
+    run_result r;
+    run("train_mlp", "--steps 6 --batch 16 --hidden 16 --log-every 1 --out mlp_c --resume mlp_ck2", &r);
+    assert_int_equal(r.status, 1);
+    if (!strstr(r.out, "cannot resume from mlp_ck2") || !strstr(r.out, "batch"))
+        fail_msg("expected a refusal naming the batch option, got:\n%s", r.out);
+}
+
+static void diverging_run_stops_with_a_message(void **state) {
+    (void)state;
+    need("train_mlp", MN_FASHION_MNIST_DIR);
+    run_result r;
+    run("train_mlp", "--steps 20 --hidden 16 --optimizer sgd:1e6 --out mlp_div", &r);
+    assert_int_equal(r.status, 1);
+    if (!strstr(r.out, "the loss diverged at step")) fail_msg("no divergence message in:\n%s", r.out);
+}
+
+#define BERT_ARGS                                                                                         \
+    "--categories food,love --hidden 32 --layers 1 --heads 1 --intermediate 64 --max-len 16 --vocab-size 300 " \
+    "--eval-max 20 --eval-every 100 --steps 6 --batch 8 --log-every 1"
+
+static void bert_pretrain_resumed_run_continues_exactly(void **state) {
+    (void)state;
+    need("bert_pretrain", MN_FORTUNES_DIR "/food");
+    run_whole_and_resumed("bert_pretrain", BERT_ARGS, "bp_a", "bp_b", "bp_ck", 3);
+    same_records("bp_a", "bp_b", "\"loss\"", ", \"tokens_per_s\"");
+    same_records("bp_a", "bp_b", FINAL, NULL);
+}
+
+static void bert_finetune_resumed_run_continues_exactly(void **state) {
+    (void)state;
+    need("bert_finetune", MN_FORTUNES_DIR "/food");
+    char checkpoint[PATH_MAX + 64];
+    snprintf(checkpoint, sizeof checkpoint, "%s/bp_ck/model.safetensors", work_dir);
+    if (!exists(checkpoint)) run_ok("bert_pretrain", BERT_ARGS " --out bp_x --save bp_ck");
+    const char *args = "--model bp_ck --categories food,love --max-len 16 --steps 6 --batch 8 --log-every 1 "
+                       "--eval-every 100";
+    run_whole_and_resumed("bert_finetune", args, "bf_a", "bf_b", "bf_ck", 4);
+    same_records("bf_a", "bf_b", "\"loss\"", NULL);
+    same_records("bf_a", "bf_b", FINAL, NULL);
+}
+
+static void trainer_state_outside_an_epoch_is_refused(void **state) {
+    (void)state;
+    need("bert_pretrain", MN_FORTUNES_DIR "/food");
+    run_ok("bert_pretrain", BERT_ARGS " --out bp_c --save bp_ck2 --stop-at 2");
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/bp_ck2/trainer_state.json", work_dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"step\": 2, \"epoch\": 0, \"batch\": 99999, \"best_metric\": 0}\n", f);
+    fclose(f);
+    run_result r;
+    run("bert_pretrain", BERT_ARGS " --out bp_c --resume bp_ck2", &r);
+    assert_int_equal(r.status, 1);
+    if (!strstr(r.out, "batch 99999, but an epoch has")) fail_msg("expected a refusal, got:\n%s", r.out);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(mlp_resumed_run_continues_exactly),
+        cmocka_unit_test(resume_with_other_options_is_refused),
+        cmocka_unit_test(diverging_run_stops_with_a_message),
+        cmocka_unit_test(bert_pretrain_resumed_run_continues_exactly),
+        cmocka_unit_test(bert_finetune_resumed_run_continues_exactly),
+        cmocka_unit_test(trainer_state_outside_an_epoch_is_refused),
+    };
+    return cmocka_run_group_tests(tests, make_work_dir, remove_work_dir);
+}
