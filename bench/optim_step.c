@@ -12,25 +12,21 @@
  * as graph_ms_per_step=Z. */
 #include "mnemo.h"
 
-#include <errno.h>
+#include "common/step_bench.h"
+
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
-enum { MAX_THREADS = 16, MAX_STEPS = 100000, WIDTH = 768 };
+enum { WIDTH = 768 };
 
-static const char *const all_optimizers[] = {"sgd", "adam", "lstm", "mnemosyne-c", "mnemosyne-t"};
-enum { N_OPTIMIZERS = sizeof all_optimizers / sizeof all_optimizers[0] };
+static const char *const all_optimizers[] = {"sgd", "adam", "lstm", "mnemosyne-c", "mnemosyne-t", NULL};
 
 typedef struct {
+    step_bench_options shared; /* threads, steps, warmup, seed, cpu_time, quiet */
     int64_t params;
-    int steps, warmup;
-    uint64_t seed;
-    bool graph, cpu_time, quiet;
+    bool graph;
 } options;
 
 static void usage(const char *prog) {
@@ -55,22 +51,8 @@ static void usage(const char *prog) {
            prog);
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double cpu_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+/* The defaults; the command line changes them. */
+static options opts = {.shared = {.steps = 5, .warmup = 1}, .params = 10000000};
 
 /* Transformer-like parameter tensors totalling n, each with a fixed gradient of about 1e-3. */
 static void make_params(int64_t n, uint64_t seed, mn_params *ps) {
@@ -100,30 +82,15 @@ static mn_optimizer *make_optimizer(const char *name, const mn_params *ps, mn_lo
     return mn_lopt_optimizer(*lopt, ps, 1.0f);
 }
 
-/* Median milliseconds per step over o->steps timed steps (after o->warmup). */
+static float optimizer_step(void *opt) {
+    mn_optim_step(opt);
+    return 0; /* no loss to show */
+}
+
+/* Median milliseconds per step over the timed steps (after the warmup ones). */
 static double time_steps(mn_optimizer *opt, const char *label, int threads, const options *o) {
-    double *times = malloc(sizeof(double) * (size_t)o->steps);
-    if (!times) mn_fatal("optim_step: out of memory");
-    double t_start = now_seconds(), last_print = 0;
-    int total = o->warmup + o->steps;
-    for (int s = 0; s < total; s++) {
-        double t0 = o->cpu_time ? cpu_seconds() : now_seconds();
-        mn_optim_step(opt);
-        double dt = (o->cpu_time ? cpu_seconds() : now_seconds()) - t0;
-        if (s >= o->warmup) times[s - o->warmup] = dt;
-        double elapsed = now_seconds() - t_start;
-        if (!o->quiet && elapsed - last_print > 2.0) {
-            double per_step = elapsed / (s + 1);
-            fprintf(stderr, "\r%s threads=%d step %d/%d %.1f ms/step ETA %.0f s   ", label, threads, s + 1, total,
-                    per_step * 1e3, per_step * (total - s - 1));
-            last_print = elapsed;
-        }
-    }
-    if (!o->quiet && last_print > 0) fprintf(stderr, "\r%*s\r", 79, "");
-    qsort(times, (size_t)o->steps, sizeof *times, cmp_double);
-    double median = o->steps % 2 ? times[o->steps / 2] : 0.5 * (times[o->steps / 2 - 1] + times[o->steps / 2]);
-    free(times);
-    return median * 1e3;
+    step_bench_run run = {.label = label, .threads = threads, .step = optimizer_step, .ctx = opt};
+    return step_bench_median_ms(&run, &o->shared, NULL);
 }
 
 /* The first parameter's values must stay finite (a broken step would show as NaN). */
@@ -137,10 +104,11 @@ static bool params_finite(const mn_params *ps) {
 }
 
 /* Runs one optimizer at one thread count and prints its line; returns the exit status. */
-static int run_one(const char *name, int threads, const options *o) {
+static int run_one(const char *name, int threads, const void *ctx) {
+    const options *o = ctx;
     omp_set_num_threads(threads);
     mn_params ps = {0};
-    make_params(o->params, o->seed, &ps);
+    make_params(o->params, o->shared.seed, &ps);
     mn_lopt *lopt;
     mn_optimizer *opt = make_optimizer(name, &ps, &lopt);
     double ms = time_steps(opt, name, threads, o);
@@ -168,108 +136,27 @@ static int run_one(const char *name, int threads, const options *o) {
 
 /* ---- command line ------------------------------------------------------------------------------ */
 
-static int parse_int_list(const char *s, int *out, int max) {
-    int n = 0;
-    while (*s) {
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (end == s || errno || v < 1 || v > 1024 || n == max || (*end && *end != ',')) return -1;
-        out[n++] = (int)v;
-        s = *end ? end + 1 : end;
-    }
-    return n;
-}
-
-static bool parse_int(const char *s, long long lo, long long hi, long long *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-static bool known_optimizer(const char *name) {
-    for (int i = 0; i < N_OPTIMIZERS; i++)
-        if (!strcmp(name, all_optimizers[i])) return true;
-    return false;
-}
-
-int main(int argc, char **argv) {
-    options o = {.params = 10000000, .steps = 5, .warmup = 1, .seed = 0};
-    int threads[MAX_THREADS] = {1, 2}, n_threads = 2;
-    const char *names[64];
-    int n_names = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        long long v;
-        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-            usage(argv[0]);
-            return 0;
-        } else if (!strcmp(arg, "--quiet")) {
-            o.quiet = true;
-        } else if (!strcmp(arg, "--cpu-time")) {
-            o.cpu_time = true;
-        } else if (!strcmp(arg, "--graph")) {
-            o.graph = true;
-        } else if (!strcmp(arg, "--threads")) {
-            if (!val || (n_threads = parse_int_list(val, threads, MAX_THREADS)) <= 0) {
-                fprintf(stderr, "%s: --threads needs a list of counts such as 1,2 (got '%s')\n", argv[0],
-                        val ? val : "");
-                return 2;
-            }
-            i++;
-        } else if (!strcmp(arg, "--params")) {
-            if (!val || !parse_int(val, 1, 2000000000LL, &v)) {
-                fprintf(stderr, "%s: --params needs a count from 1 to 2000000000 (got '%s')\n", argv[0],
-                        val ? val : "");
-                return 2;
-            }
-            o.params = v;
-            i++;
-        } else if (!strcmp(arg, "--steps") || !strcmp(arg, "--warmup") || !strcmp(arg, "--seed")) {
-            bool steps = !strcmp(arg, "--steps");
-            if (!val || !parse_int(val, steps ? 1 : 0, steps ? MAX_STEPS : 2147483647LL, &v)) {
-                fprintf(stderr, "%s: %s needs an integer%s (got '%s')\n", argv[0], arg,
-                        steps ? " from 1 to 100000" : " >= 0", val ? val : "");
-                return 2;
-            }
-            if (steps) o.steps = (int)v;
-            else if (!strcmp(arg, "--warmup")) o.warmup = (int)v;
-            else o.seed = (uint64_t)v;
-            i++;
-        } else if (arg[0] == '-') {
-            fprintf(stderr, "%s: unknown option '%s' (see --help)\n", argv[0], arg);
-            return 2;
-        } else if (!known_optimizer(arg)) {
-            fprintf(stderr, "%s: unknown optimizer '%s' (known: sgd, adam, lstm, mnemosyne-c, mnemosyne-t)\n",
-                    argv[0], arg);
-            return 2;
-        } else if (n_names < 64) {
-            names[n_names++] = arg;
+static step_bench_option_result parse_option(int argc, char **argv, int *i, void *program_options) {
+    options *o = program_options;
+    const char *arg = argv[*i], *val = *i + 1 < argc ? argv[*i + 1] : NULL;
+    long long v;
+    if (!strcmp(arg, "--graph")) {
+        o->graph = true;
+    } else if (!strcmp(arg, "--params")) {
+        if (!val || !step_bench_parse_int(val, 1, 2000000000LL, &v)) {
+            fprintf(stderr, "%s: --params needs a count from 1 to 2000000000 (got '%s')\n", argv[0], val ? val : "");
+            return STEP_BENCH_OPTION_BAD;
         }
+        o->params = v;
+        (*i)++;
+    } else {
+        return STEP_BENCH_OPTION_NOT_MINE;
     }
-    if (n_names == 0)
-        for (int i = 0; i < N_OPTIMIZERS; i++) names[n_names++] = all_optimizers[i];
-
-    /* One child per run: fork before this process starts any OpenMP threads. */
-    int failures = 0;
-    for (int c = 0; c < n_names; c++)
-        for (int t = 0; t < n_threads; t++) {
-            fflush(stdout);
-            pid_t pid = fork();
-            if (pid < 0) {
-                perror("optim_step: fork");
-                return 1;
-            }
-            if (pid == 0) _exit(run_one(names[c], threads[t], &o));
-            int status;
-            if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                fprintf(stderr, "optim_step: %s with %d thread%s failed\n", names[c], threads[t],
-                        threads[t] == 1 ? "" : "s");
-                failures++;
-            }
-        }
-    return failures ? 1 : 0;
+    return STEP_BENCH_OPTION_TAKEN;
 }
+
+/* The optimizers named on the command line (default: all), each at every thread count. */
+static const step_bench_program program = {.name = "optim_step", .what = "optimizer", .known = all_optimizers,
+    .usage = usage, .options = &opts, .shared = &opts.shared, .parse_option = parse_option, .run_one = run_one};
+
+int main(int argc, char **argv) { return step_bench_main(&program, argc, argv); }

@@ -4,17 +4,17 @@
 # meta-loss, clip 1, Adam 1e-3 on the weights, horizons 100-1000), one process per kind with one thread
 # each, all three at once, and copies each run's best validated weights to DEST/KIND.safetensors.
 #
-#   bench/train_learned_optimizers.sh [ITERATIONS] [DEST]        (defaults: 1200, meta_runs/shipped)
+#   bench/train_learned_optimizers.sh [ITERATIONS] [DEST]        (defaults: 600, meta_runs/shipped)
 #
-# Run it again to continue interrupted runs (each resumes from meta_runs/KIND/resume). Progress:
-# tail -f meta_runs/KIND.log. Budget (CPU time per iteration on the 2-core development machine, validation
-# included): LSTM 3.2 s, Mnemosyne-C 2.4 s, Mnemosyne-T 1.8 s. 1200 iterations are 64 + 47 + 36 minutes
-# of one core, so the three runs sharing 2 idle cores finish in about 75 minutes (the LSTM run alone
-# takes at least 64); on a busy machine they take longer, and can be stopped and resumed at any time.
+# Run it again to continue interrupted runs (each resumes exactly from meta_runs/KIND/resume, the last
+# multiple of 50 iterations). Progress: tail -f meta_runs/KIND.log. The shipped weights in optim/pretrained/
+# are this script's output with the defaults (seed 0): 61 minutes of wall time on the 2-core development
+# machine while other jobs kept its load at 5-7 (one interruption and resume included); on an idle machine
+# expect 40-50 minutes. Copy DEST/KIND.safetensors to optim/pretrained/ and rebuild to ship new weights.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=${META_TRAIN:-build/release/bench/meta_train}
-ITERATIONS=${1:-1200}
+ITERATIONS=${1:-600}
 DEST=${2:-meta_runs/shipped}
 [ -x "$BIN" ] || { echo "no $BIN: build it first (ninja), or set META_TRAIN" >&2; exit 1; }
 mkdir -p meta_runs "$DEST"

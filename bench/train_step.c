@@ -9,27 +9,19 @@
  * bench/torch_train_step.py prints the same lines for PyTorch. */
 #include "mnemo.h"
 
-#include <errno.h>
+#include "common/step_bench.h"
+
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
-enum { MAX_THREADS = 16, MAX_STEPS = 100000 };
-
-static const char *const all_configs[] = {"mlp", "vit-fm", "vit-ti16", "bert-tiny", "bert-mini"};
-enum { N_CONFIGS = sizeof all_configs / sizeof all_configs[0] };
+static const char *const all_configs[] = {"mlp", "vit-fm", "vit-ti16", "bert-tiny", "bert-mini", NULL};
 
 typedef struct {
-    int steps, warmup;
-    uint64_t seed;
-    float mask_prob; /* BERT: fraction of positions that carry a masked-LM label */
-    bool quiet;
-    bool cpu_time; /* time with the process CPU clock (all threads) instead of the wall clock */
+    step_bench_options shared; /* threads, steps, warmup, seed, cpu_time, quiet */
+    float mask_prob;           /* BERT: fraction of positions that carry a masked-LM label */
 } options;
 
 static void usage(const char *prog) {
@@ -52,21 +44,21 @@ static void usage(const char *prog) {
            prog);
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+/* ---- command line ------------------------------------------------------------------------------ */
 
-static double cpu_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+static step_bench_option_result parse_option(int argc, char **argv, int *i, void *program_options) {
+    options *o = program_options;
+    const char *arg = argv[*i], *val = *i + 1 < argc ? argv[*i + 1] : NULL;
+    if (strcmp(arg, "--mask-prob")) return STEP_BENCH_OPTION_NOT_MINE;
+    char *end;
+    double p = val ? strtod(val, &end) : -1;
+    if (!val || *end || !(p > 0 && p <= 1)) {
+        fprintf(stderr, "%s: --mask-prob needs a probability in (0, 1] (got '%s')\n", argv[0], val ? val : "");
+        return STEP_BENCH_OPTION_BAD;
+    }
+    o->mask_prob = (float)p;
+    (*i)++;
+    return STEP_BENCH_OPTION_TAKEN;
 }
 
 /* ---- one configuration: a model, a batch, and a step --------------------------------------------- */
@@ -92,8 +84,8 @@ static mn_tensor *random_ints(mn_rng *rng, int64_t n, int64_t bound, int ndim, c
 
 static bool workload_init(workload *w, const char *name, const options *o) {
     *w = (workload){.name = name};
-    mn_rng rng = mn_rng_new(o->seed);
-    w->dropout_rng = mn_rng_new(o->seed + 1);
+    mn_rng rng = mn_rng_new(o->shared.seed);
+    w->dropout_rng = mn_rng_new(o->shared.seed + 1);
     mn_mlp_config mc;
     mn_vit_config vc;
     mn_bert_config bc;
@@ -162,6 +154,16 @@ static float train_step(workload *w, mn_optimizer *opt) {
     return value;
 }
 
+typedef struct {
+    workload *w;
+    mn_optimizer *opt;
+} training;
+
+static float training_step(void *ctx) {
+    training *t = ctx;
+    return train_step(t->w, t->opt);
+}
+
 static double peak_rss_mb(void) {
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
@@ -169,7 +171,8 @@ static double peak_rss_mb(void) {
 }
 
 /* Runs one configuration at one thread count and prints its line; returns the exit status. */
-static int run_one(const char *name, int threads, const options *o) {
+static int run_one(const char *name, int threads, const void *ctx) {
+    const options *o = ctx;
     omp_set_num_threads(threads);
     workload w;
     if (!workload_init(&w, name, o)) {
@@ -177,144 +180,27 @@ static int run_one(const char *name, int threads, const options *o) {
         return 2;
     }
     mn_optimizer *opt = mn_adamw_new(w.params, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f);
-    double *times = malloc(sizeof(double) * (size_t)o->steps);
-    if (!times) mn_fatal("train_step: out of memory");
-    double t_start = now_seconds(), last_print = 0;
-    int total = o->warmup + o->steps;
-    float loss = 0;
-    for (int s = 0; s < total; s++) {
-        double t0 = o->cpu_time ? cpu_seconds() : now_seconds();
-        loss = train_step(&w, opt);
-        double dt = (o->cpu_time ? cpu_seconds() : now_seconds()) - t0;
-        if (s >= o->warmup) times[s - o->warmup] = dt;
-        double elapsed = now_seconds() - t_start;
-        if (!o->quiet && elapsed - last_print > 2.0) {
-            double per_step = elapsed / (s + 1);
-            fprintf(stderr, "\r%s threads=%d step %d/%d loss %.4f %.1f ms/step ETA %.0f s   ", name, threads, s + 1,
-                    total, loss, per_step * 1e3, per_step * (total - s - 1));
-            last_print = elapsed;
-        }
-    }
-    if (!o->quiet && last_print > 0) fprintf(stderr, "\r%*s\r", 79, "");
+    training t = {.w = &w, .opt = opt};
+    step_bench_run run = {.label = name, .threads = threads, .step = training_step, .ctx = &t, .shows_loss = true};
+    float loss;
+    double ms = step_bench_median_ms(&run, &o->shared, &loss);
     int status = 0;
     if (!(loss == loss) || loss > 1e30f || loss < -1e30f) {
         fprintf(stderr, "train_step: %s: the loss is not finite (%g)\n", name, loss);
         status = 1;
     }
-    qsort(times, (size_t)o->steps, sizeof *times, cmp_double);
-    double median = o->steps % 2 ? times[o->steps / 2] : 0.5 * (times[o->steps / 2 - 1] + times[o->steps / 2]);
-    printf("%s threads=%d ms_per_step=%.2f peak_rss_mb=%.1f\n", name, threads, median * 1e3, peak_rss_mb());
+    printf("%s threads=%d ms_per_step=%.2f peak_rss_mb=%.1f\n", name, threads, ms, peak_rss_mb());
     fflush(stdout);
-    free(times);
     mn_optim_free(opt);
     workload_free(&w);
     return status;
 }
 
-/* ---- command line ------------------------------------------------------------------------------ */
+/* The defaults; the command line changes them. */
+static options opts = {.shared = {.steps = 20, .warmup = 3}, .mask_prob = 0.15f};
 
-static int parse_int_list(const char *s, int *out, int max) {
-    int n = 0;
-    while (*s) {
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (end == s || errno || v < 1 || v > 1024 || n == max || (*end && *end != ',')) return -1;
-        out[n++] = (int)v;
-        s = *end ? end + 1 : end;
-    }
-    return n;
-}
+/* The configurations named on the command line (default: all), each at every thread count. */
+static const step_bench_program program = {.name = "train_step", .what = "configuration", .known = all_configs,
+    .usage = usage, .options = &opts, .shared = &opts.shared, .parse_option = parse_option, .run_one = run_one};
 
-static bool parse_int(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-static bool known_config(const char *name) {
-    for (int i = 0; i < N_CONFIGS; i++)
-        if (!strcmp(name, all_configs[i])) return true;
-    return false;
-}
-
-int main(int argc, char **argv) {
-    options o = {.steps = 20, .warmup = 3, .seed = 0, .mask_prob = 0.15f};
-    int threads[MAX_THREADS] = {1, 2}, n_threads = 2;
-    const char *configs[64];
-    int n_configs = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        long v;
-        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-            usage(argv[0]);
-            return 0;
-        } else if (!strcmp(arg, "--quiet")) {
-            o.quiet = true;
-        } else if (!strcmp(arg, "--cpu-time")) {
-            o.cpu_time = true;
-        } else if (!strcmp(arg, "--threads")) {
-            if (!val || (n_threads = parse_int_list(val, threads, MAX_THREADS)) <= 0) {
-                fprintf(stderr, "%s: --threads needs a list of counts such as 1,2 (got '%s')\n", argv[0],
-                        val ? val : "");
-                return 2;
-            }
-            i++;
-        } else if (!strcmp(arg, "--steps") || !strcmp(arg, "--warmup") || !strcmp(arg, "--seed")) {
-            bool steps = !strcmp(arg, "--steps");
-            if (!val || !parse_int(val, steps ? 1 : 0, steps ? MAX_STEPS : 2147483647L, &v)) {
-                fprintf(stderr, "%s: %s needs an integer%s (got '%s')\n", argv[0], arg,
-                        steps ? " from 1 to 100000" : " >= 0", val ? val : "");
-                return 2;
-            }
-            if (steps) o.steps = (int)v;
-            else if (!strcmp(arg, "--warmup")) o.warmup = (int)v;
-            else o.seed = (uint64_t)v;
-            i++;
-        } else if (!strcmp(arg, "--mask-prob")) {
-            char *end;
-            double p = val ? strtod(val, &end) : -1;
-            if (!val || *end || !(p > 0 && p <= 1)) {
-                fprintf(stderr, "%s: --mask-prob needs a probability in (0, 1] (got '%s')\n", argv[0],
-                        val ? val : "");
-                return 2;
-            }
-            o.mask_prob = (float)p;
-            i++;
-        } else if (arg[0] == '-') {
-            fprintf(stderr, "%s: unknown option '%s' (see --help)\n", argv[0], arg);
-            return 2;
-        } else if (!known_config(arg)) {
-            fprintf(stderr, "%s: unknown configuration '%s' (known: mlp, vit-fm, vit-ti16, bert-tiny, bert-mini)\n",
-                    argv[0], arg);
-            return 2;
-        } else if (n_configs < 64) {
-            configs[n_configs++] = arg;
-        }
-    }
-    if (n_configs == 0)
-        for (int i = 0; i < N_CONFIGS; i++) configs[n_configs++] = all_configs[i];
-
-    /* One child per run: fork before this process starts any OpenMP threads. */
-    int failures = 0;
-    for (int c = 0; c < n_configs; c++)
-        for (int t = 0; t < n_threads; t++) {
-            fflush(stdout);
-            pid_t pid = fork();
-            if (pid < 0) {
-                perror("train_step: fork");
-                return 1;
-            }
-            if (pid == 0) _exit(run_one(configs[c], threads[t], &o));
-            int status;
-            if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                fprintf(stderr, "train_step: %s with %d thread%s failed\n", configs[c], threads[t],
-                        threads[t] == 1 ? "" : "s");
-                failures++;
-            }
-        }
-    return failures ? 1 : 0;
-}
+int main(int argc, char **argv) { return step_bench_main(&program, argc, argv); }
