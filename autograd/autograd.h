@@ -129,6 +129,10 @@ mn_tensor *mn_log_softmax(mn_tensor *x, int axis);
 mn_tensor *mn_softmax_scaled(mn_tensor *x, float scale, mn_tensor *mask);
 /* over the last dim; w and b ([C]) may be NULL */
 mn_tensor *mn_layernorm(mn_tensor *x, mn_tensor *w, mn_tensor *b, float eps);
+/* Softmax attention: softmax(scale q k^T + mask) v, per batch and head in one op (see
+ * mnt_attention): q [B, H, Tq, D], k [B, H, Tk, D], v [B, H, Tk, Dv], mask [B or 1, 1, 1, Tk] or
+ * NULL -> [B, H, Tq, Dv]. The mask is a constant (a mask that requires grad is an error). */
+mn_tensor *mn_attention(mn_tensor *q, mn_tensor *k, mn_tensor *v, float scale, mn_tensor *mask);
 
 /* ---- shape -------------------------------------------------------------------- */
 mn_tensor *mn_reshape(mn_tensor *x, int ndim, const int64_t *shape);

@@ -106,6 +106,39 @@ mn_tensor *mn_softmax_scaled(mn_tensor *x, float scale, mn_tensor *mask) {
     return y;
 }
 
+/* With p = softmax(scale q k^T + mask): dv = p^T g, ds = scale p (g v^T - rowsum(g v^T p)),
+ * dq = ds k, dk = ds^T q. Recorded, p is rebuilt from q and k with ops so the rule nests. */
+static void attention_bw(mn_node *n, mn_tensor *out, mn_tensor *g, mn_tensor **gin) {
+    mn_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2], *mask = n->in[3];
+    float scale = n->farg[0];
+    if (!mn_grad_enabled()) {
+        mnt_attention_backward(q, k, v, n->saved, g, scale, n->need[0] ? &gin[0] : NULL, n->need[1] ? &gin[1] : NULL,
+                               n->need[2] ? &gin[2] : NULL);
+        return;
+    }
+    mn_tensor *p = mn_softmax_scaled(mn_matmul(q, mn_transpose(k, -1, -2)), scale, mask);
+    if (n->need[2]) gin[2] = mn_matmul(mn_transpose(p, -1, -2), g);
+    if (!n->need[0] && !n->need[1]) return;
+    mn_tensor *dp = mn_matmul(g, mn_transpose(v, -1, -2));
+    mn_tensor *ds = mn_scale(mn_mul(p, mn_sub(dp, mn_sum(mn_mul(dp, p), MN_AXES(-1), true))), scale);
+    if (n->need[0]) gin[0] = mn_matmul(ds, k);
+    if (n->need[1]) gin[1] = mn_matmul(mn_transpose(ds, -1, -2), q);
+}
+mn_tensor *mn_attention(mn_tensor *q, mn_tensor *k, mn_tensor *v, float scale, mn_tensor *mask) {
+    if (mask && mask->requires_grad && mn_grad_enabled())
+        mn_fatal("mn_attention: the mask is a constant here; use mn_softmax_scaled and mn_matmul for a learned one");
+    bool rec = mn_grad_enabled() && (q->requires_grad || k->requires_grad || v->requires_grad);
+    mn_tensor *probs = NULL;
+    mn_tensor *y = mnt_attention(q, k, v, scale, mask, rec ? &probs : NULL);
+    mn_tensor *in[4] = {q, k, v, mask};
+    mn_node *n = mn_record(y, "attention", attention_bw, 4, in);
+    if (n) {
+        n->saved = mn_retain(probs);
+        n->farg[0] = scale;
+    }
+    return y;
+}
+
 /* dx = g w, dw = g^T x (rows of every leading dim as one long K), db = column sums of g */
 static void dense_bw(mn_node *n, mn_tensor *out, mn_tensor *g, mn_tensor **gin) {
     mn_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];

@@ -100,8 +100,9 @@ void mn_vit_free(mn_vit *m) {
     free(m);
 }
 
-/* pixels [B, C, S, S] -> [B, N + 1, H], the encoder's output before the final LayerNorm */
-static mn_tensor *vit_trunk(const mn_vit *m, mn_tensor *pixels, mn_rng *rng) {
+/* pixels [B, C, S, S] -> [B, N + 1, H], the encoder's output before the final LayerNorm; with
+ * cls_only, [B, 1, H]: the last block computes token 0 alone (the rest of its output is unused) */
+static mn_tensor *vit_trunk(const mn_vit *m, mn_tensor *pixels, bool cls_only, mn_rng *rng) {
     const mn_vit_config *c = &m->cfg;
     if (pixels->ndim != 4 || pixels->shape[1] != c->num_channels || pixels->shape[2] != c->image_size ||
         pixels->shape[3] != c->image_size || pixels->dtype != MN_F32) {
@@ -115,7 +116,10 @@ static mn_tensor *vit_trunk(const mn_vit *m, mn_tensor *pixels, mn_rng *rng) {
     mn_tensor *parts[2] = {mn_expand(m->cls_token, MN_SHAPE(B, 1, H)), patches};
     mn_tensor *h = mn_add(mn_concat(2, parts, 1), m->position_embeddings);
     h = mn_dropout(h, (float)c->hidden_dropout_prob, rng);
-    for (int64_t i = 0; i < c->num_hidden_layers; i++) h = mn_block_forward(&m->layers[i], h, NULL, rng);
+    int64_t L = c->num_hidden_layers;
+    for (int64_t i = 0; i < L; i++)
+        h = cls_only && i == L - 1 ? mn_block_forward_first(&m->layers[i], h, 1, NULL, rng)
+                                   : mn_block_forward(&m->layers[i], h, NULL, rng);
     return mn_scope_return(sc, h);
 }
 
@@ -125,7 +129,7 @@ static mn_tensor *first_token(mn_tensor *h) { return mn_squeeze(mn_slice(h, 1, 0
 /* pixels [B, C, S, S] -> [B, N + 1, H] */
 mn_tensor *mn_vit_encode(const mn_vit *m, mn_tensor *pixels, mn_rng *rng) {
     mn_scope sc = mn_scope_begin();
-    return mn_scope_return(sc, mn_norm_forward(&m->layernorm, vit_trunk(m, pixels, rng)));
+    return mn_scope_return(sc, mn_norm_forward(&m->layernorm, vit_trunk(m, pixels, false, rng)));
 }
 
 /* hidden [B, T, H] -> [B, H] */
@@ -139,8 +143,9 @@ mn_tensor *mn_vit_pool(const mn_vit *m, mn_tensor *hidden) {
 mn_tensor *mn_vit_forward(const mn_vit *m, mn_tensor *pixels, mn_rng *rng) {
     if (m->arch != MN_VIT_FOR_IMAGE_CLASSIFICATION) return mn_vit_encode(m, pixels, rng);
     mn_scope sc = mn_scope_begin();
-    /* LayerNorm is per token, so normalising token 0 alone gives the same logits for less work */
-    mn_tensor *cls = mn_norm_forward(&m->layernorm, first_token(vit_trunk(m, pixels, rng)));
+    /* Only token 0 reaches the classifier, and after the last attention everything is per token,
+     * so the last block and the final LayerNorm run on token 0 alone: the same logits for less work */
+    mn_tensor *cls = mn_norm_forward(&m->layernorm, first_token(vit_trunk(m, pixels, true, rng)));
     return mn_scope_return(sc, mn_linear_forward(&m->classifier, cls));
 }
 

@@ -25,7 +25,12 @@ mn_tensor *mn_sdpa(mn_tensor *q, mn_tensor *k, mn_tensor *v, mn_tensor *mask, fl
     check_qkv(q, k, v, "mn_sdpa");
     mn_scope sc = mn_scope_begin();
     float scale = 1.0f / sqrtf((float)q->shape[3]);
-    /* scaling, mask and softmax in one pass over the scores */
+    /* Without dropout and with a padding mask (or none), one op per (batch, head) keeps each
+     * head's scores in cache; otherwise scaling, mask and softmax make one pass over them. */
+    bool per_head_mask = !mask || (mask->ndim == 4 && (mask->shape[0] == 1 || mask->shape[0] == q->shape[0]) &&
+                                   mask->shape[1] == 1 && mask->shape[2] == 1 && mask->shape[3] == k->shape[2]);
+    if (dropout_p >= 0 && dropout_p <= 1 && (dropout_p == 0 || !rng) && per_head_mask && !(mask && mask->requires_grad))
+        return mn_scope_return(sc, mn_attention(q, k, v, scale, mask));
     mn_tensor *scores = mn_matmul(q, mn_transpose(k, -1, -2));
     mn_tensor *probs = mn_dropout(mn_softmax_scaled(scores, scale, mask), dropout_p, rng);
     return mn_scope_return(sc, mn_matmul(probs, v));
@@ -70,24 +75,39 @@ static mn_tensor *split_heads(mn_tensor *x, int64_t heads) {
     return mn_permute(mn_reshape(x, MN_SHAPE(B, T, heads, dim / heads)), (int[]){0, 2, 1, 3});
 }
 
-/* x [B, T, dim], keep [B, T] or NULL -> [B, T, dim] */
-mn_tensor *mn_mha_forward(const mn_mha *a, mn_tensor *x, mn_tensor *keep, float dropout_p, mn_rng *rng) {
+/* queries from x[:, :n_query], keys and values from x [B, T, dim] -> [B, n_query, dim] */
+static mn_tensor *mha_forward(const mn_mha *a, mn_tensor *x, int64_t n_query, mn_tensor *keep, float dropout_p,
+                              mn_rng *rng, const char *op) {
     int64_t dim = a->query.weight->shape[1];
     char sx[96], sk[96];
     if (x->ndim != 3 || x->shape[2] != dim)
-        mn_fatal("mn_mha_forward: x must be [B, T, %lld], got %s", (long long)dim, mn_shape_str(x, sx));
+        mn_fatal("%s: x must be [B, T, %lld], got %s", op, (long long)dim, mn_shape_str(x, sx));
     if (keep && (keep->ndim != 2 || keep->shape[0] != x->shape[0] || keep->shape[1] != x->shape[1]))
-        mn_fatal("mn_mha_forward: keep %s does not match x %s", mn_shape_str(keep, sk), mn_shape_str(x, sx));
+        mn_fatal("%s: keep %s does not match x %s", op, mn_shape_str(keep, sk), mn_shape_str(x, sx));
+    if (n_query < 1 || n_query > x->shape[1])
+        mn_fatal("%s: n_query %lld is outside [1, %lld]", op, (long long)n_query, (long long)x->shape[1]);
     mn_scope sc = mn_scope_begin();
-    mn_tensor *q = split_heads(mn_linear_forward(&a->query, x), a->heads);
+    mn_tensor *xq = n_query == x->shape[1] ? x : mn_slice(x, 1, 0, n_query, 1);
+    mn_tensor *q = split_heads(mn_linear_forward(&a->query, xq), a->heads);
     mn_tensor *k = split_heads(mn_linear_forward(&a->key, x), a->heads);
     mn_tensor *v = split_heads(mn_linear_forward(&a->value, x), a->heads);
     mn_tensor *ctx;
     if (a->omega) ctx = mn_favor_attention(q, k, v, a->omega, keep, false);
     else ctx = mn_sdpa(q, k, v, keep ? mn_padding_mask(keep) : NULL, dropout_p, rng);
-    /* [B, H, T, Dh] -> [B, T, H, Dh] -> [B, T, dim] */
-    ctx = mn_reshape(mn_permute(ctx, (int[]){0, 2, 1, 3}), MN_SHAPE(x->shape[0], x->shape[1], dim));
+    /* [B, H, Tq, Dh] -> [B, Tq, H, Dh] -> [B, Tq, dim] */
+    ctx = mn_reshape(mn_permute(ctx, (int[]){0, 2, 1, 3}), MN_SHAPE(x->shape[0], n_query, dim));
     return mn_scope_return(sc, mn_linear_forward(&a->output, ctx));
+}
+
+/* x [B, T, dim], keep [B, T] or NULL -> [B, T, dim] */
+mn_tensor *mn_mha_forward(const mn_mha *a, mn_tensor *x, mn_tensor *keep, float dropout_p, mn_rng *rng) {
+    return mha_forward(a, x, x->ndim == 3 ? x->shape[1] : 1, keep, dropout_p, rng, "mn_mha_forward");
+}
+
+/* x [B, T, dim], keep [B, T] or NULL -> [B, n_query, dim] */
+mn_tensor *mn_mha_forward_first(const mn_mha *a, mn_tensor *x, int64_t n_query, mn_tensor *keep, float dropout_p,
+                                mn_rng *rng) {
+    return mha_forward(a, x, n_query, keep, dropout_p, rng, "mn_mha_forward_first");
 }
 
 void mn_mha_params(const mn_mha *a, mn_params *p, const char *self_prefix, const char *output_prefix) {

@@ -23,21 +23,33 @@ static mn_tensor *feed_forward(const mn_block *b, mn_tensor *x, mn_rng *rng) {
     return mn_dropout(h, b->dropout, rng);
 }
 
-/* x [B, T, dim], keep [B, T] or NULL -> [B, T, dim] */
-mn_tensor *mn_block_forward(const mn_block *b, mn_tensor *x, mn_tensor *keep, mn_rng *rng) {
+/* x [B, T, dim], keep [B, T] or NULL -> [B, n_query, dim]: everything after attention is per token */
+static mn_tensor *block_forward(const mn_block *b, mn_tensor *x, int64_t n_query, mn_tensor *keep, mn_rng *rng) {
     mn_scope sc = mn_scope_begin();
     float attn_p = rng ? b->attn_dropout : 0.0f;
+    bool all = x->ndim == 3 && n_query == x->shape[1];
     mn_tensor *y;
     if (b->pre_ln) {
-        mn_tensor *a = mn_mha_forward(&b->attn, mn_norm_forward(&b->ln1, x), keep, attn_p, rng);
-        mn_tensor *h = mn_add(x, mn_dropout(a, b->dropout, rng));
+        mn_tensor *a = mn_mha_forward_first(&b->attn, mn_norm_forward(&b->ln1, x), n_query, keep, attn_p, rng);
+        mn_tensor *h = mn_add(all ? x : mn_slice(x, 1, 0, n_query, 1), mn_dropout(a, b->dropout, rng));
         y = mn_add(h, feed_forward(b, mn_norm_forward(&b->ln2, h), rng));
     } else {
-        mn_tensor *a = mn_mha_forward(&b->attn, x, keep, attn_p, rng);
-        mn_tensor *h = mn_norm_forward(&b->ln1, mn_add(x, mn_dropout(a, b->dropout, rng)));
+        mn_tensor *a = mn_mha_forward_first(&b->attn, x, n_query, keep, attn_p, rng);
+        mn_tensor *h = mn_norm_forward(&b->ln1, mn_add(all ? x : mn_slice(x, 1, 0, n_query, 1),
+                                                       mn_dropout(a, b->dropout, rng)));
         y = mn_norm_forward(&b->ln2, mn_add(h, feed_forward(b, h, rng)));
     }
     return mn_scope_return(sc, y);
+}
+
+/* x [B, T, dim], keep [B, T] or NULL -> [B, T, dim] */
+mn_tensor *mn_block_forward(const mn_block *b, mn_tensor *x, mn_tensor *keep, mn_rng *rng) {
+    return block_forward(b, x, x->ndim == 3 ? x->shape[1] : 1, keep, rng);
+}
+
+/* x [B, T, dim], keep [B, T] or NULL -> [B, n_query, dim] */
+mn_tensor *mn_block_forward_first(const mn_block *b, mn_tensor *x, int64_t n_query, mn_tensor *keep, mn_rng *rng) {
+    return block_forward(b, x, n_query, keep, rng);
 }
 
 static void join_name(const char *prefix, const char *name, char *buf, size_t len) {

@@ -111,6 +111,10 @@ void mn_mha_use_performer(mn_mha *a, int64_t m, mn_rng *rng);
 /* x [B, T, dim]; keep [B, T] (1 = token, 0 = padding) or NULL -> [B, T, dim].
  * dropout_p applies to the softmax probabilities (ignored with FAVOR+, which has none). */
 mn_tensor *mn_mha_forward(const mn_mha *a, mn_tensor *x, mn_tensor *keep, float dropout_p, mn_rng *rng);
+/* The same attention for the first n_query tokens only: queries from x[:, :n_query], keys and
+ * values from all of x -> [B, n_query, dim], equal to mn_mha_forward(...)[:, :n_query]. */
+mn_tensor *mn_mha_forward_first(const mn_mha *a, mn_tensor *x, int64_t n_query, mn_tensor *keep, float dropout_p,
+                                mn_rng *rng);
 /* self_prefix.{query,key,value}.*, output_prefix.* (the output dense) */
 void mn_mha_params(const mn_mha *a, mn_params *p, const char *self_prefix, const char *output_prefix);
 void mn_mha_free(mn_mha *a);
@@ -132,6 +136,11 @@ void mn_block_init(mn_block *b, int64_t dim, int64_t heads, int64_t mlp_dim, mn_
                    float std, mn_rng *rng);
 /* x [B, T, dim], keep [B, T] or NULL -> [B, T, dim]; rng NULL = eval (no dropout) */
 mn_tensor *mn_block_forward(const mn_block *b, mn_tensor *x, mn_tensor *keep, mn_rng *rng);
+/* The block's output at the first n_query tokens only, [B, n_query, dim]: every token still
+ * serves as key and value, so this equals mn_block_forward(...)[:, :n_query] for a fraction of
+ * the work when only those tokens are used (a classifier on the CLS token after the last block).
+ * With dropout the random draws differ from the full block's (fewer of them). */
+mn_tensor *mn_block_forward_first(const mn_block *b, mn_tensor *x, int64_t n_query, mn_tensor *keep, mn_rng *rng);
 /* Hugging Face names below prefix (e.g. "encoder.layer.0"): pre-LN blocks use ViTLayer's
  * (attention.attention.{query,key,value}, attention.output.dense, intermediate.dense,
  * output.dense, layernorm_before = ln1, layernorm_after = ln2), post-LN blocks BertLayer's

@@ -261,8 +261,8 @@ void mnt_layernorm_backward(mn_tensor *x, mn_tensor *w, mn_tensor *g, float eps,
 
 /* ---- linear layer -------------------------------------------------------------------------------- */
 
-/* x [..., in], w [out, in], b [out] or NULL -> x w^T + b [..., out]: the bias is written into
- * the output first and the GEMM accumulates onto it, so adding it costs no pass of its own */
+/* x [..., in], w [out, in], b [out] or NULL -> x w^T + b [..., out]: the GEMM adds the bias as it
+ * stores each tile, so adding it costs no pass of its own */
 mn_tensor *mnt_dense(mn_tensor *x, mn_tensor *w, mn_tensor *b) {
     char sx[96], sw[96], sb[96];
     bool ok = x->dtype == MN_F32 && w->dtype == MN_F32 && x->ndim >= 1 && w->ndim == 2 &&
@@ -279,14 +279,8 @@ mn_tensor *mnt_dense(mn_tensor *x, mn_tensor *w, mn_tensor *b) {
     memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
     shape[x->ndim - 1] = out;
     mn_tensor *y = mn_empty(x->ndim, shape);
-    float *yp = mn_data(y);
-    if (bc) {
-        const float *bp = mn_data(bc);
-        MN_PARALLEL_IF(rows_parallel(rows, out), "omp parallel for schedule(static)",
-                       for (int64_t r = 0; r < rows; r++) memcpy(yp + r * out, bp, sizeof(float) * (size_t)out););
-    }
-    mn_sgemm(false, true, rows, out, in, 1.0f, mn_data(xc), in > 0 ? in : 1, mn_data(wc), in > 0 ? in : 1,
-             bc ? 1.0f : 0.0f, yp, out > 0 ? out : 1);
+    mn_sgemm_bias(false, true, rows, out, in, 1.0f, mn_data(xc), in > 0 ? in : 1, mn_data(wc), in > 0 ? in : 1, 0.0f,
+                  bc ? mn_data(bc) : NULL, mn_data(y), out > 0 ? out : 1);
     return mn_scope_return(sc, y);
 }
 
@@ -406,11 +400,7 @@ enum { DXENT_CHUNK = 256 }; /* rows of logits alive at a time */
 static void dense_xent_chunk(const float *h, const float *w, const float *b, const int32_t *t, int64_t n, int64_t H,
                              int64_t V, int ignore_index, float ls, float scale, bool grads, float *buf,
                              double *loss) {
-    if (b) {
-        MN_PARALLEL_IF(rows_parallel(n, V), "omp parallel for schedule(static)",
-                       for (int64_t r = 0; r < n; r++) memcpy(buf + r * V, b, sizeof(float) * (size_t)V););
-    }
-    mn_sgemm(false, true, n, V, H, 1.0f, h, H, w, H, b ? 1.0f : 0.0f, buf, V);
+    mn_sgemm_bias(false, true, n, V, H, 1.0f, h, H, w, H, 0.0f, b, buf, V);
     MN_PARALLEL_IF(rows_parallel(n, V), "omp parallel for schedule(static)", for (int64_t r = 0; r < n; r++) {
         float *row = buf + r * V;
         if (t[r] == ignore_index) {

@@ -19,6 +19,14 @@ void mn_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
               float *C, int64_t ldc);
 
+/* mn_sgemm plus a bias row: C = alpha * op(A) * op(B) + beta * C + bias, with bias [N] (or NULL)
+ * added to every row of C as the tiles are stored, so it costs no pass of its own. The result
+ * is rounded as if C had held the bias and beta were 1 (bias + alpha * op(A) * op(B) when
+ * beta == 0). */
+void mn_sgemm_bias(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                   const float *bias, float *C, int64_t ldc);
+
 /* Measured float32 peak of this machine in GFLOP/s (1 FMA = 2 flops): a loop of
  * independent vector FMAs at the best ISA level from mn_cpu_isa(), run on
  * `threads` OpenMP threads for about `seconds_hint_ms` milliseconds (best of

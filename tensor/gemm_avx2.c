@@ -9,18 +9,23 @@ enum { MR = 6, NR = 16 };
 
 static inline __attribute__((always_inline)) void
 store_row(float *c, __m256 acc0, __m256 acc1, __m256i m0, __m256i m1, __m256 alpha,
-          __m256 beta, int beta_zero) {
+          __m256 beta, int beta_zero, int has_bias, __m256 bias0, __m256 bias1) {
     __m256 r0 = _mm256_mul_ps(acc0, alpha), r1 = _mm256_mul_ps(acc1, alpha);
     if (!beta_zero) {
         r0 = _mm256_fmadd_ps(beta, _mm256_maskload_ps(c, m0), r0);
         r1 = _mm256_fmadd_ps(beta, _mm256_maskload_ps(c + 8, m1), r1);
+    }
+    if (has_bias) {
+        r0 = _mm256_add_ps(r0, bias0);
+        r1 = _mm256_add_ps(r1, bias1);
     }
     _mm256_maskstore_ps(c, m0, r0);
     _mm256_maskstore_ps(c + 8, m1, r1);
 }
 
 static void ukernel_avx2(int64_t kc, const float *restrict a, const float *restrict b,
-                         float *restrict c, int64_t ldc, int m, int n, float alpha, float beta) {
+                         float *restrict c, int64_t ldc, int m, int n, float alpha, float beta,
+                         const float *bias) {
     /* Named accumulators: with an array, gcc 12 mirrors all 12 to the stack
      * on every step (16 ymm registers leave it no slack), halving speed. */
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
@@ -48,13 +53,16 @@ static void ukernel_avx2(int64_t kc, const float *restrict a, const float *restr
     const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
     const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), lane);
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-    const int beta_zero = beta == 0.0f;
+    const int beta_zero = beta == 0.0f, has_bias = bias != NULL;
+    const __m256 bias0 = has_bias ? _mm256_maskload_ps(bias, m0) : va;
+    const __m256 bias1 = has_bias ? _mm256_maskload_ps(bias + 8, m1) : va;
     if (m == MR) {
         for (int r = 0; r < MR; r++)
-            store_row(c + r * ldc, acc[r][0], acc[r][1], m0, m1, va, vb, beta_zero);
+            store_row(c + r * ldc, acc[r][0], acc[r][1], m0, m1, va, vb, beta_zero, has_bias, bias0, bias1);
     } else {
         for (int r = 0; r < MR; r++)
-            if (r < m) store_row(c + r * ldc, acc[r][0], acc[r][1], m0, m1, va, vb, beta_zero);
+            if (r < m)
+                store_row(c + r * ldc, acc[r][0], acc[r][1], m0, m1, va, vb, beta_zero, has_bias, bias0, bias1);
     }
 }
 

@@ -11,11 +11,15 @@ enum { MR = 12, NR = 32 };
 
 static inline __attribute__((always_inline)) void
 store_row(float *c, __m512 acc0, __m512 acc1, __mmask16 m0, __mmask16 m1, __m512 alpha,
-          __m512 beta, int beta_zero) {
+          __m512 beta, int beta_zero, int has_bias, __m512 bias0, __m512 bias1) {
     __m512 r0 = _mm512_mul_ps(acc0, alpha), r1 = _mm512_mul_ps(acc1, alpha);
     if (!beta_zero) {
         r0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m0, c), r0);
         r1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m1, c + 16), r1);
+    }
+    if (has_bias) {
+        r0 = _mm512_add_ps(r0, bias0);
+        r1 = _mm512_add_ps(r1, bias1);
     }
     _mm512_mask_storeu_ps(c, m0, r0);
     _mm512_mask_storeu_ps(c + 16, m1, r1);
@@ -23,10 +27,13 @@ store_row(float *c, __m512 acc0, __m512 acc1, __mmask16 m0, __mmask16 m1, __m512
 
 /* Kernel body for the top `rows` rows and `vecs` 16-wide column groups of the
  * tile; instantiated with constants so edge tiles (e.g. the 2 leftover rows of
- * M = 50) skip the FMAs for padding instead of computing a full 12×32 tile. */
+ * M = 50) skip the FMAs for padding instead of computing a full 12×32 tile.
+ * Element (r, k) of A is a[r * a_row + k * a_step]: a packed panel (1, MR) or a
+ * row-major A read in place (lda, 1). */
 static inline __attribute__((always_inline)) void
 kernel_body(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
-            int64_t ldc, int m, int n, float alpha, float beta, const int rows, const int vecs) {
+            int64_t ldc, int m, int n, float alpha, float beta, const float *bias, const int rows,
+            const int vecs, const int64_t a_row, const int64_t a_step) {
     __m512 acc[MR][2];
     for (int r = 0; r < rows; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
 
@@ -42,44 +49,56 @@ kernel_body(int64_t kc, const float *restrict a, const float *restrict b, float 
         /* The packed panels come from L2; a short software lead beats the
          * hardware prefetcher's ramp-up on these short streams (measured). */
         _mm_prefetch((const char *)(b + 4 * NR), _MM_HINT_T0);
-        _mm_prefetch((const char *)(a + 16 * MR), _MM_HINT_T0);
+        if (a_step == MR) _mm_prefetch((const char *)(a + 16 * MR), _MM_HINT_T0);
         for (int r = 0; r < rows; r++) {
-            const __m512 ar = _mm512_set1_ps(a[r]);
+            const __m512 ar = _mm512_set1_ps(a[r * a_row]);
             acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
             if (vecs == 2) acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
         }
-        a += MR;
+        a += a_step;
         b += NR;
     }
 
     const __mmask16 m0 = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
     const __mmask16 m1 = n >= 32 ? 0xFFFF : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    const int beta_zero = beta == 0.0f;
+    const int beta_zero = beta == 0.0f, has_bias = bias != NULL;
+    const __m512 bias0 = has_bias ? _mm512_maskz_loadu_ps(m0, bias) : va;
+    const __m512 bias1 = has_bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : va;
     if (vecs == 1) /* m1 is empty: the second group is never stored */
         for (int r = 0; r < rows; r++) acc[r][1] = acc[r][0];
     if (m == rows) {
         for (int r = 0; r < rows; r++)
-            store_row(c + r * ldc, acc[r][0], acc[r][1], m0, m1, va, vb, beta_zero);
+            store_row(c + r * ldc, acc[r][0], acc[r][1], m0, m1, va, vb, beta_zero, has_bias, bias0, bias1);
     } else {
         for (int r = 0; r < rows; r++)
-            if (r < m) store_row(c + r * ldc, acc[r][0], acc[r][1], m0, m1, va, vb, beta_zero);
+            if (r < m)
+                store_row(c + r * ldc, acc[r][0], acc[r][1], m0, m1, va, vb, beta_zero, has_bias, bias0, bias1);
     }
 }
 
 static void ukernel_avx512(int64_t kc, const float *restrict a, const float *restrict b,
                            float *restrict c, int64_t ldc, int m, int n, float alpha,
-                           float beta) {
+                           float beta, const float *bias) {
     if (m > 8) {
-        if (n > 16) kernel_body(kc, a, b, c, ldc, m, n, alpha, beta, 12, 2);
-        else kernel_body(kc, a, b, c, ldc, m, n, alpha, beta, 12, 1);
+        if (n > 16) kernel_body(kc, a, b, c, ldc, m, n, alpha, beta, bias, 12, 2, 1, MR);
+        else kernel_body(kc, a, b, c, ldc, m, n, alpha, beta, bias, 12, 1, 1, MR);
     } else if (m > 4) {
-        if (n > 16) kernel_body(kc, a, b, c, ldc, m, n, alpha, beta, 8, 2);
-        else kernel_body(kc, a, b, c, ldc, m, n, alpha, beta, 8, 1);
+        if (n > 16) kernel_body(kc, a, b, c, ldc, m, n, alpha, beta, bias, 8, 2, 1, MR);
+        else kernel_body(kc, a, b, c, ldc, m, n, alpha, beta, bias, 8, 1, 1, MR);
     } else {
-        if (n > 16) kernel_body(kc, a, b, c, ldc, m, n, alpha, beta, 4, 2);
-        else kernel_body(kc, a, b, c, ldc, m, n, alpha, beta, 4, 1);
+        if (n > 16) kernel_body(kc, a, b, c, ldc, m, n, alpha, beta, bias, 4, 2, 1, MR);
+        else kernel_body(kc, a, b, c, ldc, m, n, alpha, beta, bias, 4, 1, 1, MR);
     }
+}
+
+/* The same tile with A read in place: a full MR-row panel of a row-major A (row stride lda,
+ * steps contiguous), so the driver skips packing it. */
+static void ukernel_direct_a_avx512(int64_t kc, const float *restrict a, int64_t lda, const float *restrict b,
+                                    float *restrict c, int64_t ldc, int n, float alpha, float beta,
+                                    const float *bias) {
+    if (n > 16) kernel_body(kc, a, b, c, ldc, MR, n, alpha, beta, bias, MR, 2, lda, 1);
+    else kernel_body(kc, a, b, c, ldc, MR, n, alpha, beta, bias, MR, 1, lda, 1);
 }
 
 /* Transpose 8 steps of one full 12-line panel whose lines are contiguous in k
@@ -215,6 +234,7 @@ const mn_gemm_impl mn_gemm_impl_avx512 = {
     .mr = MR, .nr = NR,
     .mc = MN_GEMM_AVX512_MC, .kc = MN_GEMM_AVX512_KC, .nc = MN_GEMM_AVX512_NC,
     .kernel = ukernel_avx512, .pack_a = pack_a_avx512, .pack_b = pack_b_avx512,
+    .kernel_direct_a = ukernel_direct_a_avx512,
 };
 
 double mn_fma_peak_loop_avx512(int64_t iters) {

@@ -5,11 +5,17 @@
 
 #include <stdint.h>
 
-/* c[0..m) x [0..n) = alpha * (a_panel * b_sliver) + beta * c, with m <= MR, n <= NR.
+/* c[0..m) x [0..n) = alpha * (a_panel * b_sliver) + beta * c (+ bias), with m <= MR, n <= NR.
  * a: kc steps of MR floats (one column of an MR-row panel per step).
- * b: kc steps of NR floats. Both zero-padded past m / n. beta == 0: c not read. */
+ * b: kc steps of NR floats. Both zero-padded past m / n. beta == 0: c not read.
+ * bias: NULL, or the tile's n column values, added to every row last. */
 typedef void (*mn_gemm_ukernel_fn)(int64_t kc, const float *a, const float *b, float *c,
-                                   int64_t ldc, int m, int n, float alpha, float beta);
+                                   int64_t ldc, int m, int n, float alpha, float beta, const float *bias);
+
+/* The same product for one full MR-row panel read in place from a row-major A (element
+ * (r, k) at a[r * lda + k]): the driver then skips packing A. NULL when an ISA has none. */
+typedef void (*mn_gemm_ukernel_direct_a_fn)(int64_t kc, const float *a, int64_t lda, const float *b, float *c,
+                                            int64_t ldc, int n, float alpha, float beta, const float *bias);
 
 /* Pack `len` lines of a strided matrix into panels of `width` lines, zero-padded
  * to a multiple of width. Element (line l, step k) is src[l*line_stride + k*k_stride];
@@ -24,6 +30,7 @@ typedef struct {
     mn_gemm_ukernel_fn kernel;
     mn_gemm_pack_fn pack_a; /* width mr */
     mn_gemm_pack_fn pack_b; /* width nr */
+    mn_gemm_ukernel_direct_a_fn kernel_direct_a;
 } mn_gemm_impl;
 
 extern const mn_gemm_impl mn_gemm_impl_avx2;

@@ -229,6 +229,16 @@ mn_tensor *mnt_dense_cross_entropy(mn_tensor *h, mn_tensor *w, mn_tensor *b, mn_
 void mnt_layernorm_backward(mn_tensor *x, mn_tensor *w, mn_tensor *g, float eps, mn_tensor **dx, mn_tensor **dw,
                             mn_tensor **db);
 
+/* softmax(scale q k^T + mask) v per batch and head, each head's scores made and used in cache.
+ * q [B, H, Tq, D], k [B, H, Tk, D], v [B, H, Tk, Dv] (any strides), mask [B or 1, 1, 1, Tk] (additive)
+ * or NULL -> [B, H, Tq, Dv], a view of [B, Tq, H, Dv] storage (merging the heads is then free).
+ * *probs (may be NULL) receives the softmax [B, H, Tq, Tk], which the backward takes. */
+mn_tensor *mnt_attention(mn_tensor *q, mn_tensor *k, mn_tensor *v, float scale, mn_tensor *mask, mn_tensor **probs);
+/* Gradients of mnt_attention for the incoming gradient g [B, H, Tq, Dv], each a [B, H, T, D] view of
+ * [B, T, H, D] storage; any of dq, dk, dv may be NULL when not wanted. */
+void mnt_attention_backward(mn_tensor *q, mn_tensor *k, mn_tensor *v, mn_tensor *probs, mn_tensor *g, float scale,
+                            mn_tensor **dq, mn_tensor **dk, mn_tensor **dv);
+
 mn_tensor *mnt_concat(int n, mn_tensor *const *ts, int axis);
 mn_tensor *mnt_stack(int n, mn_tensor *const *ts, int axis);
 mn_tensor *mnt_index_select(mn_tensor *x, int axis, mn_tensor *index);  /* index: I32 1-d */

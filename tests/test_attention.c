@@ -247,6 +247,83 @@ static void mha_gradients_first_and_second_order(void **state) {
     mn_scope_end(sc);
 }
 
+/* ---- fused per-head attention ----------------------------------------------------------------- */
+
+/* The composite the fused op stands for */
+static mn_tensor *attention_composite(mn_tensor *q, mn_tensor *k, mn_tensor *v, float scale, mn_tensor *mask) {
+    return mn_matmul(mn_softmax_scaled(mn_matmul(q, mn_transpose(k, -1, -2)), scale, mask), v);
+}
+
+/* [B, T, H, D] data viewed as [B, H, T, D], as split heads are */
+static mn_tensor *heads_view(uint64_t seed, int64_t B, int64_t H, int64_t T, int64_t D) {
+    return mn_permute(tu_rand(seed, MN_SHAPE(B, T, H, D), -1, 1), (int[]){0, 2, 1, 3});
+}
+
+static void fused_attention_matches_brute_force_and_the_composite(void **state) {
+    (void)state;
+    mn_scope sc = mn_scope_begin();
+    int64_t B = 2, H = 3, Tq = 4, Tk = 6, D = 5;
+    float keep[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1};
+    mn_tensor *mask = mn_padding_mask(mn_from_data(MN_SHAPE(B, Tk), keep));
+    for (int layout = 0; layout < 2; layout++) {
+        /* contiguous [B, H, T, D], and the strided views multi-head attention passes */
+        mn_tensor *q = layout ? heads_view(40, B, H, Tq, D) : tu_rand(40, MN_SHAPE(B, H, Tq, D), -1, 1);
+        mn_tensor *k = layout ? heads_view(41, B, H, Tk, D) : tu_rand(41, MN_SHAPE(B, H, Tk, D), -1, 1);
+        mn_tensor *v = layout ? heads_view(42, B, H, Tk, D) : tu_rand(42, MN_SHAPE(B, H, Tk, D), -1, 1);
+        float scale = 1.0f / sqrtf((float)D);
+        double *want = softmax_attention_ref(q, k, v, keep);
+        mn_tensor *y = mn_attention(q, k, v, scale, mask);
+        assert_matches(y, want, 1e-5, 1e-4);
+        free(want);
+        want = softmax_attention_ref(q, k, v, NULL);
+        assert_matches(mn_attention(q, k, v, scale, NULL), want, 1e-5, 1e-4);
+        free(want);
+        /* the fused backward against the composite's, with a broadcast [1, 1, 1, Tk] mask too */
+        mn_tensor *masks[2] = {mask, mn_slice(mask, 0, 1, 2, 1)};
+        for (int m = 0; m < 2; m++) {
+            mn_tensor *in[3] = {mn_requires_grad(mn_contiguous(q), true), mn_requires_grad(mn_contiguous(k), true),
+                                mn_requires_grad(mn_contiguous(v), true)};
+            mn_tensor *r = tu_rand(43, MN_SHAPE(B, H, Tq, D), -1, 1);
+            mn_tensor *fused = mn_attention(in[0], in[1], in[2], scale, masks[m]);
+            mn_tensor *plain = attention_composite(in[0], in[1], in[2], scale, masks[m]);
+            tu_assert_close(fused, plain, 1e-6, 1e-5);
+            mn_tensor *gf[3], *gp[3];
+            mn_grad(1, (mn_tensor *[]){mn_sum(mn_mul(fused, r), MN_ALL, false)}, NULL, 3, in, gf, 0);
+            mn_grad(1, (mn_tensor *[]){mn_sum(mn_mul(plain, r), MN_ALL, false)}, NULL, 3, in, gp, 0);
+            for (int i = 0; i < 3; i++) tu_assert_close(gf[i], gp[i], 1e-6, 1e-5);
+        }
+    }
+    mn_tensor *learned = mn_requires_grad(mn_zeros(MN_SHAPE(1, 1, 1, Tk)), true);
+    mn_tensor *x = tu_rand(44, MN_SHAPE(B, H, Tk, D), -1, 1);
+    EXPECT_MN_ERROR(mn_attention(x, x, x, 1.0f, learned), "mask");
+    EXPECT_MN_ERROR(mn_attention(x, x, x, 1.0f, mn_zeros(MN_SHAPE(B, 1, Tk, Tk))), "mask");
+    EXPECT_MN_ERROR(mn_attention(x, x, mn_zeros(MN_SHAPE(B, H, Tk + 1, D)), 1.0f, NULL), "attention");
+    mn_scope_end(sc);
+}
+
+static mn_tensor *attention_call(mn_tensor *const *in, void *ctx) {
+    mn_tensor *mask = ctx ? mn_padding_mask(mn_from_data(MN_SHAPE(2, 3), (float[]){1, 1, 0, 1, 1, 1})) : NULL;
+    return mn_attention(in[0], in[1], in[2], 0.7f, mask);
+}
+
+static void fused_attention_gradients_first_and_second_order(void **state) {
+    (void)state;
+    mn_scope sc = mn_scope_begin();
+    mn_tensor *in[3] = {mn_requires_grad(tu_rand(45, MN_SHAPE(2, 2, 2, 3), -1, 1), true),
+                        mn_requires_grad(tu_rand(46, MN_SHAPE(2, 2, 3, 3), -1, 1), true),
+                        mn_requires_grad(tu_rand(47, MN_SHAPE(2, 2, 3, 3), -1, 1), true)};
+    char msg[512] = "";
+    for (int masked = 0; masked < 2; masked++) {
+        void *ctx = masked ? (void *)1 : NULL;
+        if (!mn_gradcheck(attention_call, ctx, 3, in, (mn_check_opts){0}, msg, sizeof msg))
+            fail_msg("first order (masked %d): %s", masked, msg);
+        if (!mn_gradgradcheck(attention_call, ctx, 3, in, (mn_check_opts){.atol = 2e-3, .rtol = 2e-2}, msg,
+                              sizeof msg))
+            fail_msg("second order (masked %d): %s", masked, msg);
+    }
+    mn_scope_end(sc);
+}
+
 /* ---- FAVOR+ ---------------------------------------------------------------------------------- */
 
 static void favor_features_are_orthogonal_within_blocks(void **state) {
@@ -498,6 +575,8 @@ int main(void) {
         cmocka_unit_test(sdpa_dropout_acts_on_attention_weights),
         cmocka_unit_test(mha_matches_per_head_brute_force),
         cmocka_unit_test(mha_gradients_first_and_second_order),
+        cmocka_unit_test(fused_attention_matches_brute_force_and_the_composite),
+        cmocka_unit_test(fused_attention_gradients_first_and_second_order),
         cmocka_unit_test(favor_features_are_orthogonal_within_blocks),
         cmocka_unit_test(favor_kernel_estimate_converges_to_exp_dot),
         cmocka_unit_test(favor_bidirectional_equals_explicit_kernel_attention),

@@ -255,6 +255,42 @@ static void degenerate_dimensions(void **state) {
     assert_true(C[0] == 18.0f);
 }
 
+/* mn_sgemm_bias gives exactly what a C pre-filled with the bias rows and beta = 1 gives (the
+ * rounding mnt_dense relied on), over block edges, transposes, both threads and K = 0. */
+static void bias_row_equals_prefilled_c(void **state) {
+    (void)state;
+    static const int64_t shapes[][3] = {
+        {33, 257, 7}, {257, 33, 1000}, {300, 70, 400}, {50, 50, 32}, {3200, 128, 128}, {7, 5, 0},
+    };
+    int bad = 0;
+    for (int threads = 1; threads <= 2; threads++) {
+        omp_set_num_threads(threads);
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int tr = 0; tr < 4; tr++) {
+                bool ta = tr & 1, tb = tr >> 1;
+                int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], pad = 2;
+                int64_t lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+                float *A = rand_matrix(ta ? K : M, lda), *B = rand_matrix(tb ? N : K, ldb);
+                float *bias = rand_matrix(1, N), *C = rand_matrix(M, ldc), *want = rand_matrix(M, ldc);
+                for (int64_t i = 0; i < M * ldc; i++) C[i] = want[i];
+                for (int64_t i = 0; i < M; i++)
+                    for (int64_t j = 0; j < N; j++) {
+                        want[i * ldc + j] = bias[j];
+                        C[i * ldc + j] = NAN; /* beta = 0: never read */
+                    }
+                mn_sgemm(ta, tb, M, N, K, -1.25f, A, lda, B, ldb, 1.0f, want, ldc);
+                mn_sgemm_bias(ta, tb, M, N, K, -1.25f, A, lda, B, ldb, 0.0f, bias, C, ldc);
+                for (int64_t i = 0; i < M * ldc; i++) bad += !(C[i] == want[i]);
+                free(A);
+                free(B);
+                free(bias);
+                free(C);
+                free(want);
+            }
+    }
+    assert_int_equal(bad, 0);
+}
+
 /* Buffers are per thread and reusable: releasing and calling again works. */
 static void release_buffers_then_reuse(void **state) {
     (void)state;
@@ -274,6 +310,8 @@ static void release_buffers_then_reuse(void **state) {
         cmocka_unit_test_setup_teardown(gemm_called_inside_parallel_region_##suffix,     \
                                         setup, teardown_isa),                            \
         cmocka_unit_test_setup_teardown(gemm_degenerate_dimensions_##suffix, setup,      \
+                                        teardown_isa),                                   \
+        cmocka_unit_test_setup_teardown(gemm_bias_row_equals_prefilled_c_##suffix, setup, \
                                         teardown_isa)
 
 /* cmocka names tests after the function, so give each ISA its own wrappers. */
@@ -290,7 +328,8 @@ static void release_buffers_then_reuse(void **state) {
     static void gemm_called_inside_parallel_region_##suffix(void **s) {                      \
         called_inside_parallel_region(s);                                                    \
     }                                                                                        \
-    static void gemm_degenerate_dimensions_##suffix(void **s) { degenerate_dimensions(s); }
+    static void gemm_degenerate_dimensions_##suffix(void **s) { degenerate_dimensions(s); }  \
+    static void gemm_bias_row_equals_prefilled_c_##suffix(void **s) { bias_row_equals_prefilled_c(s); }
 
 DEFINE_ISA_WRAPPERS(scalar)
 DEFINE_ISA_WRAPPERS(avx2)

@@ -489,6 +489,46 @@ static void block_gradients_pre_and_post_ln(void **state) {
     }
 }
 
+static mn_tensor *block_first_call(const void *b, mn_tensor *x) {
+    mn_tensor *keep = mn_from_data(MN_SHAPE(1, 3), (float[]){1, 1, 0});
+    return mn_block_forward_first(b, x, 2, keep, NULL);
+}
+
+/* The first tokens alone (a CLS classifier's last block): the full block's output at those
+ * tokens, and the same gradients for the input and every parameter. */
+static void block_forward_first_equals_the_full_block_sliced(void **state) {
+    (void)state;
+    for (int pre = 0; pre < 2; pre++) {
+        mn_scope sc = mn_scope_begin();
+        mn_rng g = mn_rng_new(35);
+        mn_block b;
+        mn_block_init(&b, 8, 2, 16, MN_ACT_GELU, pre, 1e-6f, 0.3f, &g);
+        randomise_norms(&b, 36);
+        mn_params p = {0};
+        mn_block_params(&b, &p, "layer");
+        mn_tensor *x = mn_requires_grad(tu_rand(37, MN_SHAPE(2, 5, 8), -1, 1), true);
+        mn_tensor *keep = mn_from_data(MN_SHAPE(2, 5), (float[]){1, 1, 1, 1, 1, 1, 1, 1, 0, 0});
+        mn_tensor *r = tu_rand(38, MN_SHAPE(2, 2, 8), -1, 1);
+        mn_tensor *full = mn_slice(mn_block_forward(&b, x, keep, NULL), 1, 0, 2, 1);
+        mn_tensor *first = mn_block_forward_first(&b, x, 2, keep, NULL);
+        assert_int_equal(first->shape[1], 2);
+        tu_assert_close(first, full, 1e-6, 1e-5);
+        mn_tensor *in[17], *g_full[17], *g_first[17];
+        in[0] = x;
+        for (int i = 0; i < 16; i++) in[i + 1] = p.items[i].tensor;
+        mn_grad(1, (mn_tensor *[]){mn_sum(mn_mul(full, r), MN_ALL, false)}, NULL, 17, in, g_full, 0);
+        mn_grad(1, (mn_tensor *[]){mn_sum(mn_mul(first, r), MN_ALL, false)}, NULL, 17, in, g_first, 0);
+        for (int i = 0; i < 17; i++) tu_assert_close(g_first[i], g_full[i], 1e-5, 1e-4);
+        /* and the gradients of the short path against finite differences */
+        check_layer(block_first_call, &b, tu_rand(39, MN_SHAPE(1, 3, 8), -1, 1), &p, false,
+                    (mn_check_opts){.atol = 2e-3, .rtol = 2e-2});
+        EXPECT_MN_ERROR(mn_block_forward_first(&b, x, 6, keep, NULL), "n_query");
+        mn_params_free(&p);
+        mn_block_free(&b);
+        mn_scope_end(sc);
+    }
+}
+
 static void block_params_use_hugging_face_names(void **state) {
     (void)state;
     mn_rng g = mn_rng_new(34);
@@ -586,6 +626,7 @@ int main(void) {
         cmocka_unit_test(patch_embed_gradients),
         cmocka_unit_test(block_matches_its_formula),
         cmocka_unit_test(block_gradients_pre_and_post_ln),
+        cmocka_unit_test(block_forward_first_equals_the_full_block_sliced),
         cmocka_unit_test(block_params_use_hugging_face_names),
         cmocka_unit_test(layers_free_everything_they_own),
     };
