@@ -225,9 +225,10 @@ static void markdown_table(FILE *f, const char *task, const result *rs, int n, c
                            const char *metric) {
     fprintf(f, "### %s\n\n%ld steps, seeds %ld..%ld (mean ± std)", task, op->steps, op->first_seed,
             op->first_seed + op->seeds - 1);
-    if (op->grid && op->grid_seeds > 0 && op->grid_seeds < op->seeds)
-        fprintf(f, "; grid learning rates chosen by the mean over seed%s %ld..%ld", op->grid_seeds > 1 ? "s" : "",
-                op->first_seed, op->first_seed + op->grid_seeds - 1);
+    if (op->grid && op->grid_seeds == 1 && op->seeds > 1)
+        fprintf(f, "; grid learning rates chosen on seed %ld", op->first_seed);
+    else if (op->grid && op->grid_seeds > 1 && op->grid_seeds < op->seeds)
+        fprintf(f, "; grid learning rates chosen on seeds %ld..%ld", op->first_seed, op->first_seed + op->grid_seeds - 1);
     fprintf(f, "\n\n");
     fprintf(f, "| optimizer | lr | final train loss | test loss | test %s | wall time (s) | state bytes / param |\n",
             metric ? metric : "metric");
