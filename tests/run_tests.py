@@ -69,8 +69,9 @@ def run_one(path, env, timeout):
         proc = subprocess.Popen([path], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                                 stdout=wfd, stderr=wfd,
                                 start_new_session=True)  # own group: a timeout kills it all
-    finally:
+    except BaseException:
         os.close(wfd)
+        raise
 
     def handle(line):
         nonlocal passed, failed, skipped, running
@@ -123,6 +124,11 @@ def run_one(path, env, timeout):
         os.killpg(proc.pid, signal.SIGKILL)
         rc = proc.wait()
         note = "timed out after %d s" % timeout
+    # Our copy of the writing end stays open until the program has exited: when the last
+    # writer of a pty closes, Linux may drop output the reader has not read yet (here, a
+    # program's final lines with its cmocka summary). Closing it now lets the reader drain
+    # everything and then see the end.
+    os.close(wfd)
     reader.join(10)
     os.close(rfd)
 
