@@ -29,7 +29,7 @@ static const char *about =
     "Trains a small ViT (hidden 64, 2 layers, 2 heads, 4x4 patches) on Fashion-MNIST twice, from\n"
     "the same initial weights and on the same batches: with the learned optimizer Mnemosyne-C\n"
     "(its pretrained weights are built into mnemo) and with Adam. Prints both test accuracies\n"
-    "and plots the training-loss curves. About 2-3 minutes on 2 idle cores.";
+    "and plots the training-loss curves. Under a minute on 2 idle cores.";
 
 typedef struct {
     long steps, batch, seed, test_size;
