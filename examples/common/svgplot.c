@@ -5,6 +5,19 @@
 
 static const char *colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"};
 
+/* Labels come from the command line (optimizer specs, paths): escape what XML reserves. */
+static void put_text(FILE *f, const char *s) {
+    for (; s && *s; s++) {
+        switch (*s) {
+        case '&': fputs("&amp;", f); break;
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '"': fputs("&quot;", f); break;
+        default: fputc(*s, f);
+        }
+    }
+}
+
 static double yval(double y, bool log_y) { return log_y ? log10(y > 1e-30 ? y : 1e-30) : y; }
 
 int svg_plot(const char *path, const char *title, const char *xlabel, const char *ylabel, bool log_y,
@@ -25,7 +38,9 @@ int svg_plot(const char *path, const char *title, const char *xlabel, const char
     if (!f) return -1;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" font-family=\"sans-serif\" "
                "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", W, H);
-    fprintf(f, "<text x=\"%g\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">%s</text>\n", W / 2, title);
+    fprintf(f, "<text x=\"%g\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">", W / 2);
+    put_text(f, title);
+    fputs("</text>\n", f);
     fprintf(f, "<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" fill=\"none\" stroke=\"#444\"/>\n", L, T,
             W - L - R, H - T - B);
     for (int k = 0; k <= 5; k++) {
@@ -36,9 +51,11 @@ int svg_plot(const char *path, const char *title, const char *xlabel, const char
         if (log_y) fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"end\">%.3g</text>\n", L - 5, py + 4, pow(10, yv));
         else fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"end\">%.4g</text>\n", L - 5, py + 4, yv);
     }
-    fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">%s</text>\n", (L + W - R) / 2, H - 15, xlabel);
-    fprintf(f, "<text transform=\"translate(16,%g) rotate(-90)\" text-anchor=\"middle\">%s%s</text>\n",
-            (T + H - B) / 2, ylabel, log_y ? " (log scale)" : "");
+    fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">", (L + W - R) / 2, H - 15);
+    put_text(f, xlabel);
+    fprintf(f, "</text>\n<text transform=\"translate(16,%g) rotate(-90)\" text-anchor=\"middle\">", (T + H - B) / 2);
+    put_text(f, ylabel);
+    fprintf(f, "%s</text>\n", log_y ? " (log scale)" : "");
     for (int s = 0; s < n_series; s++) {
         const char *c = colors[s % 6];
         if (!series[s].points) fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.6\" points=\"", c);
@@ -52,7 +69,9 @@ int svg_plot(const char *path, const char *title, const char *xlabel, const char
         }
         if (!series[s].points) fprintf(f, "\"/>\n");
         fprintf(f, "<rect x=\"%g\" y=\"%g\" width=\"12\" height=\"3\" fill=\"%s\"/>", W - R - 170, T + 12 + 16.0 * s, c);
-        fprintf(f, "<text x=\"%g\" y=\"%g\">%s</text>\n", W - R - 152, T + 17 + 16.0 * s, series[s].label);
+        fprintf(f, "<text x=\"%g\" y=\"%g\">", W - R - 152, T + 17 + 16.0 * s);
+        put_text(f, series[s].label);
+        fputs("</text>\n", f);
     }
     fprintf(f, "</svg>\n");
     return fclose(f) == 0 ? 0 : -1;
