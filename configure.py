@@ -546,9 +546,12 @@ Subset of tests: python3 tests/run_tests.py %(bd)s/release [name-filter]
         targets = [liba, libso]
         tests = []
         helpers = [obj(f) for f in src["test_helpers"]]
+        # tests of the benchmark helpers (tests/test_bench_*.c) link them too
+        bench_objs = [obj(f) for f in src["programs"]["bench"][1] + src["programs"]["examples"][1]]
         for t in src["tests"]:
             exe = "%s/tests/%s" % (out, program_name(t))
-            n.build([exe], "link", [obj(t)] + helpers + [liba],
+            extra = bench_objs if program_name(t).startswith("test_bench_") else []
+            n.build([exe], "link", [obj(t)] + helpers + extra + [liba],
                     variables={"ldflags": "$%s_ldflags" % c, "extra_libs": "$test_libs"})
             tests.append(exe)
         targets += tests

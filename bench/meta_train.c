@@ -22,7 +22,7 @@
 #include <sys/stat.h>
 
 typedef struct {
-    const char *optimizer, *family, *out, *init, *data_dir;
+    const char *optimizer, *family, *widths, *out, *init, *data_dir;
     long image_size, tasks, unroll, iterations, horizon_min, horizon_max, seed, threads, checkpoint_every;
     long val_tasks, val_steps, val_every;
     double meta_lr, clip, lr_scale;
@@ -273,13 +273,14 @@ static int run(const options *op, mn_meta_trainer *tr, mn_lopt *o, const mn_meta
 
 /* ---- main ------------------------------------------------------------------------------------------------ */
 int main(int argc, char **argv) {
-    options op = {.optimizer = "mnemosyne-t", .family = "mlp", .out = NULL, .image_size = 14, .tasks = 4,
+    options op = {.optimizer = "mnemosyne-t", .family = "mlp", .widths = "16,32,64", .out = NULL, .image_size = 14, .tasks = 4,
                   .unroll = 20, .iterations = 1000, .horizon_min = 100, .horizon_max = 1000, .seed = 0,
                   .threads = 1, .checkpoint_every = 50, .val_tasks = 2, .val_steps = 100, .meta_lr = 1e-3,
                   .clip = 1.0, .lr_scale = 1.0};
     cli_opt opts[] = {
         {"--optimizer", CLI_STRING, &op.optimizer, "learned optimizer: lstm, mnemosyne-c or mnemosyne-t"},
-        {"--family", CLI_STRING, &op.family, "task family: mlp (Fashion-MNIST MLPs) or quadratic"},
+        {"--family", CLI_STRING, &op.family, "task family: mlp (Fashion-MNIST MLPs), vit (tiny ViTs on Fashion-MNIST), mlp+vit (half each) or quadratic"},
+        {"--widths", CLI_STRING, &op.widths, "mlp family: hidden widths, one drawn per hidden layer"},
         {"--image-size", CLI_INT, &op.image_size, "mlp family: 14 or 28 pixels a side, 0 for both", 0, 28},
         {"--tasks", CLI_INT, &op.tasks, "tasks per meta-iteration (B)", 1, 1024},
         {"--unroll", CLI_INT, &op.unroll, "inner steps per truncation (K)", 1, 100000},
@@ -335,7 +336,7 @@ int main(int argc, char **argv) {
     }
 
     task_data *data = task_data_new(op.data_dir, NULL, op.out, 0);
-    mn_meta_family *family = task_family_new(op.family, data, (int)op.image_size, &err);
+    mn_meta_family *family = task_family_new(op.family, data, (int)op.image_size, op.widths, &err);
     if (!family) {
         fprintf(stderr, "meta_train: %s\n", err.msg);
         task_data_free(data);

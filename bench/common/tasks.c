@@ -244,48 +244,104 @@ mn_meta_task *mlp_task_new(task_data *d, const mlp_task_config *c, mn_err *err) 
 typedef struct {
     mn_meta_family base;
     task_data *data;
-    int image_size; /* 14, 28, or 0: either, drawn per task */
-} mlp_family;
+    int image_size;    /* MLPs: 14, 28, or 0: either, drawn per task */
+    int n_widths;
+    int64_t widths[8]; /* MLP hidden widths, one drawn per layer */
+    int vit_percent;   /* share of the tasks that are tiny ViTs (0: "mlp", 100: "vit") */
+} image_family;
 
-/* The task a seed names: its own stream, so sampling does not depend on anything else. */
-static mn_meta_task *mlp_sample(const mn_meta_family *f, uint64_t seed) {
-    const mlp_family *mf = (const mlp_family *)f;
-    mn_rng g = mn_rng_new(seed ^ 0x5a3b1e00d15ea5e5ull);
-    static const int64_t widths[3] = {16, 32, 64};
+static mn_meta_task *mlp_sample(const image_family *mf, mn_rng *g) {
     static const mn_act acts[3] = {MN_ACT_RELU, MN_ACT_TANH, MN_ACT_SIGMOID};
-    int image = mf->image_size ? mf->image_size : (mn_rng_below(&g, 2) ? 28 : 14);
-    mlp_task_config c = {.n_layers = 2 + (int)mn_rng_below(&g, 2)};
+    int image = mf->image_size ? mf->image_size : (mn_rng_below(g, 2) ? 28 : 14);
+    mlp_task_config c = {.n_layers = 2 + (int)mn_rng_below(g, 2)};
     c.sizes[0] = (int64_t)image * image;
-    for (int l = 1; l < c.n_layers; l++) c.sizes[l] = widths[mn_rng_below(&g, 3)];
+    for (int l = 1; l < c.n_layers; l++) c.sizes[l] = mf->widths[mn_rng_below(g, (uint64_t)mf->n_widths)];
     c.sizes[c.n_layers] = 10;
-    c.act = acts[mn_rng_below(&g, 3)];
-    c.batch = 64 + (int)mn_rng_below(&g, 65);
+    c.act = acts[mn_rng_below(g, 3)];
+    c.batch = 64 + (int)mn_rng_below(g, 65);
     mn_err err;
     mn_meta_task *t = mlp_task_new(mf->data, &c, &err);
     if (!t) mn_fatal("mlp family: %s", err.msg); /* the data was readable when the family was made */
     return t;
 }
 
-static void mlp_family_free(mn_meta_family *f) { free(f); }
+/* Tiny ViTs: 14x14 images in 2x2 patches or 28x28 in 7x7 (49 or 16 tokens), width 16-48, 1-2 blocks, 1-2
+ * heads, MLP twice the width, batch 32-64 (smaller than the evaluation ViT, which stays held out). */
+static mn_meta_task *vit_sample(const image_family *mf, mn_rng *g) {
+    static const int dims[3] = {16, 32, 48};
+    bool small = mn_rng_below(g, 2);
+    vit_task_config c = {.image = small ? 14 : 28, .patch = small ? 2 : 7, .dim = dims[mn_rng_below(g, 3)]};
+    c.depth = 1 + (int)mn_rng_below(g, 2);
+    c.heads = 1 + (int)mn_rng_below(g, 2);
+    c.mlp_dim = 2 * c.dim;
+    c.batch = 32 + (int)mn_rng_below(g, 33);
+    mn_err err;
+    mn_meta_task *t = vit_meta_task_new(mf->data, &c, &err);
+    if (!t) mn_fatal("vit family: %s", err.msg);
+    return t;
+}
 
-mn_meta_family *task_family_new(const char *name, task_data *d, int image_size, mn_err *err) {
+/* The task a seed names: its own stream, so sampling does not depend on anything else. */
+static mn_meta_task *image_sample(const mn_meta_family *f, uint64_t seed) {
+    const image_family *mf = (const image_family *)f;
+    mn_rng g = mn_rng_new(seed ^ 0x5a3b1e00d15ea5e5ull);
+    /* the pure families draw nothing here, so "mlp" names the tasks it always did */
+    bool vit = mf->vit_percent == 100 || (mf->vit_percent > 0 && (int)mn_rng_below(&g, 100) < mf->vit_percent);
+    return vit ? vit_sample(mf, &g) : mlp_sample(mf, &g);
+}
+
+static void image_family_free(mn_meta_family *f) { free(f); }
+
+/* "16,32,64" -> widths; false and err unless it is 1-8 integers in [1, 4096] */
+static bool parse_widths(const char *s, int64_t *widths, int *n, mn_err *err) {
+    *n = 0;
+    for (const char *p = s;;) {
+        char *end;
+        long w = strtol(p, &end, 10);
+        if (end == p || w < 1 || w > 4096 || *n == 8 || (*end && *end != ','))
+            return mn_err_set(err, "mlp family: widths \"%s\": expected 1 to 8 comma-separated integers in [1, 4096]", s),
+                   false;
+        widths[(*n)++] = w;
+        if (!*end) return true;
+        p = end + 1;
+    }
+}
+
+mn_meta_family *task_family_new(const char *name, task_data *d, int image_size, const char *widths, mn_err *err) {
     if (!strcmp(name, "quadratic")) return mn_meta_quadratic_family(10, 100);
-    if (strcmp(name, "mlp")) return mn_err_set(err, "unknown task family \"%s\" (mlp or quadratic)", name), NULL;
+    int vit_percent = !strcmp(name, "mlp") ? 0 : !strcmp(name, "vit") ? 100 : !strcmp(name, "mlp+vit") ? 50 : -1;
+    if (vit_percent < 0)
+        return mn_err_set(err, "unknown task family \"%s\" (mlp, vit, mlp+vit or quadratic)", name), NULL;
     if (image_size != 0 && image_size != 14 && image_size != 28)
         return mn_err_set(err, "mlp family: image size %d (14, 28, or 0 for both)", image_size), NULL;
+    int64_t w[8];
+    int n_widths;
+    if (!parse_widths(widths ? widths : "16,32,64", w, &n_widths, err)) return NULL;
     /* read the data now, so that sampling cannot fail later */
     mn_tensor *x, *y;
     for (int s = 14; s <= 28; s += 14)
-        if ((!image_size || image_size == s) &&
+        if ((!image_size || image_size == s || vit_percent) &&
             (!task_data_images(d, s, true, &x, &y, err) || !task_data_images(d, s, false, &x, &y, err)))
             return NULL;
-    mlp_family *f = calloc(1, sizeof *f);
+    image_family *f = calloc(1, sizeof *f);
     if (!f) mn_fatal("task_family_new: out of memory");
     f->data = d;
     f->image_size = image_size;
-    snprintf(f->base.name, sizeof f->base.name, "mlp:%s", image_size == 14 ? "14" : image_size == 28 ? "28" : "14+28");
-    f->base.sample = mlp_sample;
-    f->base.free = mlp_family_free;
+    f->n_widths = n_widths;
+    memcpy(f->widths, w, sizeof w);
+    f->vit_percent = vit_percent;
+    /* the name a resumed run is checked against: "mlp:14", with ":W1,W2,..." unless the spec's widths */
+    int len = 0, cap = (int)sizeof f->base.name;
+    if (vit_percent < 100) {
+        len = snprintf(f->base.name, sizeof f->base.name, "mlp:%s",
+                       image_size == 14 ? "14" : image_size == 28 ? "28" : "14+28");
+        bool spec_widths = n_widths == 3 && w[0] == 16 && w[1] == 32 && w[2] == 64;
+        for (int i = 0; !spec_widths && i < n_widths && len < cap; i++)
+            len += snprintf(f->base.name + len, (size_t)(cap - len), "%s%lld", i ? "," : ":", (long long)w[i]);
+    }
+    if (vit_percent > 0 && len < cap) snprintf(f->base.name + len, (size_t)(cap - len), "%svit", len ? "+" : "");
+    f->base.sample = image_sample;
+    f->base.free = image_family_free;
     return &f->base;
 }
 

@@ -29,9 +29,11 @@ task_data *task_data_new(const char *fm_dir, const char *fortunes_dir, const cha
 void task_data_free(task_data *d);
 
 /* ---- meta-training families ----------------------------------------------------------------------- */
-/* "mlp" (image_size 14, 28, or 0 for both, drawn per task) or "quadratic" (10-100 dimensions).
- * NULL and err when the name is unknown or the data cannot be read. d must outlive the family. */
-mn_meta_family *task_family_new(const char *name, task_data *d, int image_size, mn_err *err);
+/* "mlp" (image_size 14, 28, or 0 for both, drawn per task; hidden widths drawn from the comma-separated
+ * list widths, NULL for the spec's "16,32,64"), "vit" (tiny ViTs, see tasks.c), "mlp+vit" (half each) or
+ * "quadratic" (10-100 dimensions). NULL and err when the
+ * name or a width is bad or the data cannot be read. d must outlive the family. */
+mn_meta_family *task_family_new(const char *name, task_data *d, int image_size, const char *widths, mn_err *err);
 
 /* One MLP task: sizes[0] = 196 or 784 inputs, sizes[n_layers] = 10 classes. */
 typedef struct {
@@ -41,6 +43,13 @@ typedef struct {
     int batch;
 } mlp_task_config;
 mn_meta_task *mlp_task_new(task_data *d, const mlp_task_config *c, mn_err *err);
+
+/* One tiny ViT task (bench/common/tasks_vit.c): Fashion-MNIST at image = 14 or 28 pixels a side in
+ * patch x patch patches, pre-LN blocks, classification from the CLS token. */
+typedef struct {
+    int image, patch, dim, depth, heads, mlp_dim, batch;
+} vit_task_config;
+mn_meta_task *vit_meta_task_new(task_data *d, const vit_task_config *c, mn_err *err);
 
 /* ---- evaluation tasks ---------------------------------------------------------------------------- */
 typedef struct bench_task bench_task;
