@@ -26,7 +26,7 @@ typedef struct {
     long image_size, tasks, unroll, iterations, horizon_min, horizon_max, seed, threads, checkpoint_every;
     long val_tasks, val_steps, val_every;
     double meta_lr, clip, lr_scale;
-    bool second_order, plain_loss, resume;
+    bool second_order, plain_loss, resume, select_final;
 } options;
 
 /* ---- the meta-loss history (for the plot) and the metrics log ----------------------------------------- */
@@ -47,7 +47,7 @@ static void history_add(history *h, double x, double y) {
 
 /* Keeps the log's records up to iteration `upto` (a resumed run redoes the later ones) and reads their
  * meta-losses into h. A missing log is fine (empty). */
-static bool trim_log(const char *path, int64_t upto, history *h, history *val, mn_err *err) {
+static bool trim_log(const char *path, int64_t upto, const char *val_key, history *h, history *val, mn_err *err) {
     size_t size;
     char *text = mn_read_file(path, &size, 0, NULL);
     if (!text) return true;
@@ -59,7 +59,7 @@ static bool trim_log(const char *path, int64_t upto, history *h, history *val, m
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         json_t *o = json_loads(line, 0, NULL);
         json_t *it = o ? json_object_get(o, "iteration") : NULL, *ml = o ? json_object_get(o, "meta_loss") : NULL;
-        json_t *vl = o ? json_object_get(o, "val_log_loss") : NULL;
+        json_t *vl = o ? json_object_get(o, val_key) : NULL;
         if (json_is_integer(it) && json_integer_value(it) <= upto) {
             fprintf(f, "%s\n", line);
             double x = (double)json_integer_value(it);
@@ -77,7 +77,7 @@ static void json_num(FILE *f, const char *key, double v) {
     else fprintf(f, ", \"%s\": null", key);
 }
 
-static void plot(const char *dir, const history *h, const history *val, const char *kind) {
+static void plot(const char *dir, const history *h, const history *val, const char *kind, bool val_final) {
     char path[4200], title[160];
     snprintf(path, sizeof path, "%s/meta_loss.svg", dir);
     snprintf(title, sizeof title, "meta-training %s", kind);
@@ -92,7 +92,7 @@ static void plot(const char *dir, const history *h, const history *val, const ch
     }
     svg_series series[3] = {{"meta-loss", h->x, h->y, h->n, false},
                             {"moving average (25)", h->x, avg, h->n, false},
-                            {"validation mean log loss", val->x, val->y, val->n, true}};
+                            {val_final ? "validation final log loss" : "validation mean log loss", val->x, val->y, val->n, true}};
     if (svg_plot(path, title, "iteration", "mean log loss", false, series, val->n ? 3 : 2) != 0)
         fprintf(stderr, "meta_train: cannot write %s\n", path);
     free(avg);
@@ -100,28 +100,31 @@ static void plot(const char *dir, const history *h, const history *val, const ch
 
 /* ---- validation: fixed held-out tasks trained from scratch with the current weights --------------------- */
 typedef struct {
-    double log_loss;   /* mean over tasks and steps of log(training loss): the area under the log curve */
-    double test_loss;  /* mean over tasks of the test loss at the end */
+    double log_loss;       /* mean over tasks and steps of log(training loss): the area under the log curve */
+    double final_log_loss; /* mean over tasks of log(mean training loss of the last 5% of the steps) */
+    double test_loss;      /* mean over tasks of the test loss at the end */
 } validation;
 
 /* The learned optimizer trains n tasks of the family (seeds from their own stream, the same at every
  * validation) for steps steps, first-order gradients and no graph: what using it later looks like. */
 static validation validate(const mn_lopt *o, const mn_meta_family *f, uint64_t seed, int n, int steps,
                            float lr_scale) {
-    validation v = {0, 0};
+    validation v = {0, 0, 0};
+    int tail = steps / 20 > 0 ? steps / 20 : 1; /* the final train loss of bench/eval_optimizers */
     mn_rng seeds = mn_rng_new(seed ^ 0x7a11da7eull);
     for (int k = 0; k < n; k++) {
         uint64_t task_seed = (uint64_t)mn_rng_u32(&seeds) << 32 | mn_rng_u32(&seeds);
         mn_task_run *r = mn_task_run_new(f->sample(f, task_seed), task_seed, o, steps);
         int np = r->task->n_params;
         mn_tensor **d = calloc((size_t)np * 3, sizeof *d), **g = d + np, **next = g + np;
-        double sum = 0;
+        double sum = 0, last = 0;
         for (int s = 0; s < steps; s++) {
             mn_scope sc = mn_scope_begin();
             for (int i = 0; i < np; i++) d[i] = mn_requires_grad(mn_detach(r->params[i]), true);
             mn_tensor *loss = mn_meta_task_loss(r->task, d, &r->data_rng);
             double l = mn_item(loss);
             sum += isfinite(l) && l > 0 ? log(l) : (isfinite(l) ? -30 : 30); /* a diverged run counts as e^30 */
+            if (s >= steps - tail) last += isfinite(l) ? l / tail : INFINITY;
             mn_grad(1, &loss, NULL, np, d, g, 0);
             bool prev = mn_no_grad_begin();
             mn_lopt_apply(o, r->state, np, r->params, g, lr_scale, next);
@@ -135,6 +138,7 @@ static validation validate(const mn_lopt *o, const mn_meta_family *f, uint64_t s
         double test, metric;
         r->task->vt->test(r->task, r->params, &test, &metric);
         v.log_loss += sum / steps / n;
+        v.final_log_loss += (isfinite(last) && last > 0 ? log(last) : 30) / n;
         v.test_loss += test / n;
         free(d);
         mn_task_run_free(r);
@@ -149,7 +153,7 @@ static bool checkpoint(const options *op, const mn_meta_trainer *tr, const mn_lo
     if (!mn_meta_trainer_save(tr, path, err)) return false;
     snprintf(path, sizeof path, "%s/optimizer.safetensors", op->out);
     if (!mn_lopt_save(o, path, err)) return false;
-    plot(op->out, h, val, op->optimizer);
+    plot(op->out, h, val, op->optimizer, op->select_final);
     return true;
 }
 
@@ -159,15 +163,19 @@ static bool record_validation(const options *op, const mn_lopt *o, const mn_meta
     validation v = validate(o, family, (uint64_t)op->seed, (int)op->val_tasks, (int)op->val_steps, (float)op->lr_scale);
     fprintf(log, "{\"iteration\": %lld", (long long)iteration);
     json_num(log, "val_log_loss", v.log_loss);
+    json_num(log, "val_final_log_loss", v.final_log_loss);
     json_num(log, "val_test_loss", v.test_loss);
     fprintf(log, "}\n");
     double best = INFINITY;
     for (int i = 0; i < val->n; i++) best = fmin(best, val->y[i]);
-    history_add(val, (double)iteration, v.log_loss);
-    fprintf(stderr, "validation at iteration %lld: mean log loss %.4f over %ld tasks x %ld steps, test loss %.4f%s\n",
-            (long long)iteration, v.log_loss, op->val_tasks, op->val_steps, v.test_loss,
-            v.log_loss < best ? " (best so far)" : "");
-    if (!(v.log_loss < best)) return true;
+    double score = op->select_final ? v.final_log_loss : v.log_loss;
+    history_add(val, (double)iteration, score);
+    fprintf(stderr,
+            "validation at iteration %lld: mean log loss %.4f, final log loss %.4f over %ld tasks x %ld steps, "
+            "test loss %.4f%s\n",
+            (long long)iteration, v.log_loss, v.final_log_loss, op->val_tasks, op->val_steps, v.test_loss,
+            score < best ? " (best so far)" : "");
+    if (!(score < best)) return true;
     char path[4200];
     snprintf(path, sizeof path, "%s/optimizer_best.safetensors", op->out);
     return mn_lopt_save(o, path, err);
@@ -182,7 +190,7 @@ static int run(const options *op, mn_meta_trainer *tr, mn_lopt *o, const mn_meta
     if (op->resume) {
         char dir[4200];
         snprintf(dir, sizeof dir, "%s/resume", op->out);
-        if (!mn_meta_trainer_load(tr, dir, &err) || !trim_log(path, mn_meta_trainer_iteration(tr), &h, &val, &err)) {
+        if (!mn_meta_trainer_load(tr, dir, &err) || !trim_log(path, mn_meta_trainer_iteration(tr), op->select_final ? "val_final_log_loss" : "val_log_loss", &h, &val, &err)) {
             fprintf(stderr, "meta_train: --resume: %s\n", err.msg);
             free(h.x), free(h.y), free(val.x), free(val.y);
             return 1;
@@ -300,6 +308,9 @@ int main(int argc, char **argv) {
         {"--checkpoint-every", CLI_INT, &op.checkpoint_every, "iterations between checkpoints", 1, 1e9},
         {"--val-tasks", CLI_INT, &op.val_tasks, "held-out tasks trained from scratch to validate (0: none)", 0, 1000},
         {"--val-steps", CLI_INT, &op.val_steps, "steps of each validation task", 1, 1e9},
+        {"--select-final", CLI_FLAG, &op.select_final,
+         "keep as best the weights with the lowest final validation loss (log of the mean of the last 5% of the "
+         "steps, as bench/eval_optimizers reports) instead of the lowest mean log loss over all steps"},
         {"--val-every", CLI_INT, &op.val_every, "iterations between validations (0: at each checkpoint)", 0, 1e9},
         {"--resume", CLI_FLAG, &op.resume, "continue the run checkpointed in --out (same options)"},
         {"--init", CLI_STRING, &op.init, "start from the weights of this optimizer checkpoint"},
