@@ -119,6 +119,24 @@ bool task_spec_int(const char *field, const char *prefix, long lo, long hi, long
     return true;
 }
 
+void task_classify_test(mn_tensor *x, mn_tensor *y, int64_t chunk, mn_tensor *(*logits)(void *ctx, mn_tensor *rows),
+                        void *ctx, double *loss, double *accuracy) {
+    bool prev = mn_no_grad_begin();
+    int64_t N = mn_size(x, 0);
+    double sum = 0, correct = 0;
+    for (int64_t s = 0; s < N; s += chunk) {
+        mn_scope sc = mn_scope_begin();
+        int64_t e = s + chunk < N ? s + chunk : N;
+        mn_tensor *out = logits(ctx, mnt_contiguous(mnt_slice(x, 0, s, e, 1))), *labels = mnt_slice(y, 0, s, e, 1);
+        sum += mn_item(mn_cross_entropy(out, labels, -100, 0.0f)) * (double)(e - s);
+        correct += mn_accuracy(out, labels, -100) * (double)(e - s);
+        mn_scope_end(sc);
+    }
+    mn_no_grad_end(prev);
+    *loss = sum / (double)N;
+    *accuracy = correct / (double)N;
+}
+
 mn_tensor *task_sample_rows(mn_rng *rng, int64_t n, int64_t N) {
     int32_t *idx = malloc(sizeof(int32_t) * (size_t)n);
     if (!idx) mn_fatal("task_sample_rows: out of memory");
@@ -175,23 +193,19 @@ static mn_tensor *mlp_loss(const mn_meta_task *t, mn_tensor *const *params, cons
     return mn_cross_entropy(mlp_logits(m, params, b->x), b->y, -100, 0.0f);
 }
 
+typedef struct {
+    const mlp_task *task;
+    mn_tensor *const *params;
+} mlp_test_ctx;
+
+static mn_tensor *mlp_test_logits(void *ctx, mn_tensor *rows) {
+    mlp_test_ctx *c = ctx;
+    return mlp_logits(c->task, c->params, rows);
+}
+
 static void mlp_test(const mn_meta_task *t, mn_tensor *const *params, double *loss, double *metric) {
     const mlp_task *m = (const mlp_task *)t;
-    bool prev = mn_no_grad_begin();
-    int64_t N = mn_size(m->x_test, 0), chunk = 2000;
-    double sum = 0, correct = 0;
-    for (int64_t s = 0; s < N; s += chunk) {
-        mn_scope sc = mn_scope_begin();
-        int64_t e = s + chunk < N ? s + chunk : N;
-        mn_tensor *x = mnt_slice(m->x_test, 0, s, e, 1), *y = mnt_slice(m->y_test, 0, s, e, 1);
-        mn_tensor *logits = mlp_logits(m, params, x);
-        sum += mn_item(mn_cross_entropy(logits, y, -100, 0.0f)) * (double)(e - s);
-        correct += mn_accuracy(logits, y, -100) * (double)(e - s);
-        mn_scope_end(sc);
-    }
-    mn_no_grad_end(prev);
-    *loss = sum / (double)N;
-    *metric = correct / (double)N;
+    task_classify_test(m->x_test, m->y_test, 2000, mlp_test_logits, &(mlp_test_ctx){m, params}, loss, metric);
 }
 
 static void mlp_free(mn_meta_task *t) {

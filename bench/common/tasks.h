@@ -81,6 +81,10 @@ void *task_data_cache(task_data *d, const char *key, void *(*make)(task_data *d,
 int task_spec_fields(const char *spec, char (*fields)[64], int max);
 /* field "PREFIX<integer>" -> *out (in [lo, hi]); false when the prefix differs or the number is bad */
 bool task_spec_int(const char *field, const char *prefix, long lo, long hi, long *out);
+/* Mean cross-entropy and accuracy over the rows of x (labels y) without gradients, chunk rows at a time:
+ * logits(ctx, rows) -> [rows, classes] (rows: a contiguous slice of x). */
+void task_classify_test(mn_tensor *x, mn_tensor *y, int64_t chunk, mn_tensor *(*logits)(void *ctx, mn_tensor *rows),
+                        void *ctx, double *loss, double *accuracy);
 /* I32 [n] indices uniform in [0, N) from rng */
 mn_tensor *task_sample_rows(mn_rng *rng, int64_t n, int64_t N);
 bench_task *vit_task_new(const char *spec, char (*fields)[64], int n_fields, uint64_t seed, task_data *d,

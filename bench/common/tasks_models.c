@@ -27,23 +27,11 @@ static mn_tensor *vit_train_loss(bench_task *t) {
     return mn_cross_entropy(mn_vit_forward(v->model, x, NULL), y, -100, 0.0f);
 }
 
+static mn_tensor *vit_test_logits(void *ctx, mn_tensor *rows) { return mn_vit_forward(ctx, rows, NULL); }
+
 static void vit_evaluate(bench_task *t, double *loss, double *metric) {
     vit_task *v = (vit_task *)t;
-    bool prev = mn_no_grad_begin();
-    int64_t N = mn_size(v->x_test, 0), chunk = 250;
-    double sum = 0, correct = 0;
-    for (int64_t s = 0; s < N; s += chunk) {
-        mn_scope sc = mn_scope_begin();
-        int64_t e = s + chunk < N ? s + chunk : N;
-        mn_tensor *x = mnt_contiguous(mnt_slice(v->x_test, 0, s, e, 1)), *y = mnt_slice(v->y_test, 0, s, e, 1);
-        mn_tensor *logits = mn_vit_forward(v->model, x, NULL);
-        sum += mn_item(mn_cross_entropy(logits, y, -100, 0.0f)) * (double)(e - s);
-        correct += mn_accuracy(logits, y, -100) * (double)(e - s);
-        mn_scope_end(sc);
-    }
-    mn_no_grad_end(prev);
-    *loss = sum / (double)N;
-    *metric = correct / (double)N;
+    task_classify_test(v->x_test, v->y_test, 250, vit_test_logits, v->model, loss, metric);
 }
 
 static void vit_free(bench_task *t) {

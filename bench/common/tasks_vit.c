@@ -102,24 +102,19 @@ static mn_tensor *vit_loss(const mn_meta_task *t, mn_tensor *const *params, cons
     return mn_cross_entropy(vit_logits((const vit_meta_task *)t, params, b->x), b->y, -100, 0.0f);
 }
 
+typedef struct {
+    const vit_meta_task *task;
+    mn_tensor *const *params;
+} vit_test_ctx;
+
+static mn_tensor *vit_test_logits(void *ctx, mn_tensor *rows) {
+    vit_test_ctx *c = ctx;
+    return vit_logits(c->task, c->params, patchify(c->task, rows));
+}
+
 static void vit_test(const mn_meta_task *t, mn_tensor *const *params, double *loss, double *metric) {
     const vit_meta_task *v = (const vit_meta_task *)t;
-    bool prev = mn_no_grad_begin();
-    int64_t N = mn_size(v->x_test, 0), chunk = 500;
-    double sum = 0, correct = 0;
-    for (int64_t s = 0; s < N; s += chunk) {
-        mn_scope sc = mn_scope_begin();
-        int64_t e = s + chunk < N ? s + chunk : N;
-        mn_tensor *x = patchify(v, mnt_contiguous(mnt_slice(v->x_test, 0, s, e, 1))),
-                  *y = mnt_slice(v->y_test, 0, s, e, 1);
-        mn_tensor *logits = vit_logits(v, params, x);
-        sum += mn_item(mn_cross_entropy(logits, y, -100, 0.0f)) * (double)(e - s);
-        correct += mn_accuracy(logits, y, -100) * (double)(e - s);
-        mn_scope_end(sc);
-    }
-    mn_no_grad_end(prev);
-    *loss = sum / (double)N;
-    *metric = correct / (double)N;
+    task_classify_test(v->x_test, v->y_test, 500, vit_test_logits, &(vit_test_ctx){v, params}, loss, metric);
 }
 
 static void vit_meta_free(mn_meta_task *t) {
