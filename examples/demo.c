@@ -1,9 +1,9 @@
 /* demo: a learned optimizer against Adam.
  *
  * Trains a small Vision Transformer to classify Fashion-MNIST twice, from the same initial
- * weights and on the same batches: once with Mnemosyne-C, the learned optimizer whose
+ * weights and on the same batches: once with Mnemosyne-T, the learned optimizer whose
  * pretrained weights are built into mnemo (the variant that did best on this task in
- * bench/eval_optimizers), and once with Adam. Prints a progress line per
+ * bench/eval_optimizers, with Adam's memory), and once with Adam. Prints a progress line per
  * run, then both test accuracies side by side, and plots the two training-loss curves. The
  * model is the held-out task vit:fm:dim64:depth2:heads2 of bench/eval_optimizers: hidden 64,
  * 2 layers of 2 heads, MLP 256, 4x4 patches of the 28x28 images (49 + 1 tokens); the steps,
@@ -27,7 +27,7 @@
 /* --help: what the program does */
 static const char *about =
     "Trains a small ViT (hidden 64, 2 layers, 2 heads, 4x4 patches) on Fashion-MNIST twice, from\n"
-    "the same initial weights and on the same batches: with the learned optimizer Mnemosyne-C\n"
+    "the same initial weights and on the same batches: with the learned optimizer Mnemosyne-T\n"
     "(its pretrained weights are built into mnemo) and with Adam. Prints both test accuracies\n"
     "and plots the training-loss curves. Under a minute on 2 idle cores.";
 
@@ -147,7 +147,7 @@ int main(int argc, char **argv) {
     long threads = 0;
     /* 5e-4 is Adam's best constant learning rate here: of 1e-4 ... 5e-3, it reached the lowest training
      * loss and (with 3e-4) the best test accuracy after 500 steps, over 3 seeds */
-    const char *names[2] = {"mnemosyne-c", "adam:0.0005"}, *plot = "demo_loss.svg";
+    const char *names[2] = {"mnemosyne-t", "adam:0.0005"}, *plot = "demo_loss.svg";
     cli_opt opts[] = {
         {"--steps", CLI_INT, &s.steps, "training steps per optimizer", 1, 1e7},
         {"--batch", CLI_INT, &s.batch, "images per step", 1, 60000},

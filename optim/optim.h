@@ -24,8 +24,8 @@ mn_optimizer *mn_adamw_new(const mn_params *params, float lr, float beta1, float
 /* From a command-line spec: "sgd:LR[:MOMENTUM]", "adam:LR", "adamw:LR[:WD]", and the learned
  * optimizers "lstm[:CKPT]", "mnemosyne-c[:CKPT]", "mnemosyne-t[:CKPT]", "mnemosyne[:CKPT]" (the
  * variant the checkpoint holds; Mnemosyne-T without one), with lr (the lr_scale) 1. Without CKPT
- * a learned optimizer has freshly initialised weights (see below) until pretrained checkpoints
- * ship. NULL and err on a bad spec (for CKPT: the checkpoint's errors, or a kind mismatch).
+ * a learned optimizer has the weights built into the library (mn_lopt_pretrained). NULL and err
+ * on a bad spec (for CKPT: the checkpoint's errors, or a kind mismatch).
  * Defaults: "sgd:LR" uses momentum 0.9 (not PyTorch's 0: plain SGD is rarely what a
  * command-line user wants; write "sgd:LR:0" for it), no Nesterov, no weight decay;
  * Adam and AdamW use betas (0.9, 0.999) and eps 1e-8; Adam no weight decay; AdamW
@@ -164,8 +164,8 @@ mn_lopt *mn_lopt_load(const char *path, mn_err *err);
 /* The same from a checkpoint image in memory; name stands for the file in error messages. */
 mn_lopt *mn_lopt_load_memory(const void *data, size_t size, const char *name, mn_err *err);
 bool mn_lopt_save(const mn_lopt *o, const char *path, mn_err *err);
-/* The weights that ship inside the library (optim/pretrained/KIND.safetensors, meta-trained on the
- * mlp task family by bench/train_learned_optimizers.sh; see README). Optimizer specs without a
+/* The weights that ship inside the library (optim/pretrained/KIND.safetensors, meta-trained on
+ * small MLPs (and tiny ViTs, Mnemosyne-T) by bench/train_learned_optimizers.sh; see README). Optimizer specs without a
  * checkpoint ("mnemosyne-t", "lstm") use these. NULL with err only if the build lacks them. */
 mn_lopt *mn_lopt_pretrained(mn_lopt_kind kind, mn_err *err);
 /* The meta-parameters: leaves that require grad, named as in the checkpoint. Train them with any
