@@ -25,8 +25,7 @@ static bool have_data(void) {
 
 static int setup(void **state) {
     (void)state;
-    if (have_data())
-        data = task_data_new(NULL, NULL, "/tmp", 200);
+    if (have_data()) data = task_data_new(NULL, NULL, "/tmp", 200);
     return 0;
 }
 
@@ -41,8 +40,7 @@ static const vit_task_config tiny = {
 
 static void vit_batches_are_patches(void **state) {
     (void)state;
-    if (!data)
-        skip();
+    if (!data) skip();
     mn_err err;
     vit_task_config c = tiny;
     c.patch = 2;
@@ -82,15 +80,13 @@ typedef struct {
 static mn_tensor *task_loss(mn_tensor *const *inputs, void *ctx) {
     loss_ctx *c = ctx;
     mn_tensor *p[64];
-    for (int i = 0; i < c->task->n_params; i++)
-        p[i] = i < c->n ? inputs[i] : c->params[i];
+    for (int i = 0; i < c->task->n_params; i++) p[i] = i < c->n ? inputs[i] : c->params[i];
     return c->task->vt->loss(c->task, p, &c->batch);
 }
 
 static void vit_loss_gradient_matches_finite_differences(void **state) {
     (void)state;
-    if (!data)
-        skip();
+    if (!data) skip();
     mn_err err;
     mn_meta_task *t = vit_meta_task_new(data, &tiny, &err);
     assert_non_null(t);
@@ -108,18 +104,15 @@ static void vit_loss_gradient_matches_finite_differences(void **state) {
     loss_ctx ctx = {t, t->vt->batch(t, &rng), params, t->n_params};
     char msg[256];
     mn_check_opts o = {.eps = 1e-2, .atol = 2e-3, .rtol = 2e-2, .seed = 1};
-    if (!mn_gradcheck(task_loss, &ctx, t->n_params, inputs, o, msg, sizeof msg))
-        fail_msg("%s", msg);
+    if (!mn_gradcheck(task_loss, &ctx, t->n_params, inputs, o, msg, sizeof msg)) fail_msg("%s", msg);
     mn_scope_end(sc);
-    for (int i = 0; i < t->n_params; i++)
-        mn_release(params[i]);
+    for (int i = 0; i < t->n_params; i++) mn_release(params[i]);
     mn_meta_task_free(t);
 }
 
 static void adam_lowers_a_vit_task_loss(void **state) {
     (void)state;
-    if (!data)
-        skip();
+    if (!data) skip();
     mn_err err;
     vit_task_config c = {.image = 28, .patch = 7, .dim = 16, .depth = 1, .heads = 2, .mlp_dim = 32, .batch = 32};
     mn_meta_task *t = vit_meta_task_new(data, &c, &err);
@@ -150,15 +143,13 @@ static void adam_lowers_a_vit_task_loss(void **state) {
     assert_true(acc > 0.5);
     mn_optim_free(o);
     mn_params_free(&ps);
-    for (int i = 0; i < t->n_params; i++)
-        mn_release(p[i]);
+    for (int i = 0; i < t->n_params; i++) mn_release(p[i]);
     mn_meta_task_free(t);
 }
 
 static void families_parse_widths_and_mix_kinds(void **state) {
     (void)state;
-    if (!data)
-        skip();
+    if (!data) skip();
     mn_err err;
     const char *bad[] = {"", "16,", "0", "16,x", "1,2,3,4,5,6,7,8,9", "5000"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -58,8 +58,7 @@ static void vit_init(const mn_meta_task *t, uint64_t seed, mn_tensor **out) {
 static mn_tensor *patchify(const vit_meta_task *v, mn_tensor *x) {
     int64_t B = mn_size(x, 0), p = v->cfg.patch, n = v->cfg.image / p;
     mn_tensor *r = mnt_reshape(x, MN_SHAPE(B, n, p, n, p));
-    return mnt_contiguous(
-        mnt_reshape(mnt_contiguous(mnt_permute(r, (int[]){0, 1, 3, 2, 4})), MN_SHAPE(B, n * n, p * p)));
+    return mnt_reshape(mnt_contiguous(mnt_permute(r, (int[]){0, 1, 3, 2, 4})), MN_SHAPE(B, n * n, p * p));
 }
 
 static mn_meta_batch vit_batch(const mn_meta_task *t, mn_rng *rng) {
@@ -127,8 +126,7 @@ static const mn_meta_task_vt vit_vt = {
     .init = vit_init, .batch = vit_batch, .loss = vit_loss, .test = vit_test, .free = vit_meta_free};
 
 mn_meta_task *vit_meta_task_new(task_data *d, const vit_task_config *c, mn_err *err) {
-    if (c->image != 14 && c->image != 28)
-        return mn_err_set(err, "vit task: image size %d (14 or 28)", c->image), NULL;
+    if (c->image != 14 && c->image != 28) return mn_err_set(err, "vit task: image size %d (14 or 28)", c->image), NULL;
     if (c->patch < 1 || c->image % c->patch)
         return mn_err_set(err, "vit task: patch %d does not divide the image size %d", c->patch, c->image), NULL;
     if (c->dim < 1 || c->dim > 1024 || c->heads < 1 || c->dim % c->heads)
@@ -139,8 +137,7 @@ mn_meta_task *vit_meta_task_new(task_data *d, const vit_task_config *c, mn_err *
     if (!task_data_images(d, c->image, true, &xtr, &ytr, err) || !task_data_images(d, c->image, false, &xte, &yte, err))
         return NULL;
     vit_meta_task *v = calloc(1, sizeof *v);
-    if (!v)
-        mn_fatal("vit_meta_task_new: out of memory");
+    if (!v) mn_fatal("vit_meta_task_new: out of memory");
     v->base.vt = &vit_vt;
     v->cfg = *c;
     v->base.n_params = head_index(c) + 4;
@@ -148,10 +145,8 @@ mn_meta_task *vit_meta_task_new(task_data *d, const vit_task_config *c, mn_err *
     v->tokens = n * n;
     v->patch_dim = (int64_t)c->patch * c->patch;
     int64_t limit = task_data_test_limit(d), N = mn_size(xte, 0);
-    if (limit <= 0 || limit > VIT_TEST_IMAGES)
-        limit = VIT_TEST_IMAGES; /* attention over every test image is slow */
-    if (limit < N)
-        N = limit;
+    if (limit <= 0 || limit > VIT_TEST_IMAGES) limit = VIT_TEST_IMAGES; /* attention over every test image is slow */
+    if (limit < N) N = limit;
     mn_scope sc = mn_scope_begin();
     v->x_train = mn_retain(xtr), v->y_train = mn_retain(ytr);
     v->x_test = mn_retain(mnt_contiguous(mnt_slice(xte, 0, 0, N, 1)));
