@@ -1,0 +1,142 @@
+/* bench/meta_train's choice of the weights it keeps (optimizer_best.safetensors), run as a user runs it on
+ * the quadratic family (no data files needed): the run advances one iteration at a time through --resume
+ * (exact), a copy of the weights is taken after each, and at the end the kept weights must be the copy of
+ * the iteration whose validation was lowest by the chosen measure — the final loss with --select-final,
+ * the area under the log-loss curve without — as the metrics log records them. A large meta learning rate
+ * makes the validation move about, so that (on this development machine) the two measures pick different
+ * iterations and the test tells them apart. The program is found next
+ * to this test (build/CFG/tests -> build/CFG/bench); skipped when it is not built. */
+#include "testutil.h"
+
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum { ITERATIONS = 6 };
+
+static char program[PATH_MAX + 32]; /* build/CFG/bench/meta_train */
+static char work_dir[] = "/tmp/test_meta_train_cli_XXXXXX";
+
+static int setup(void **state) {
+    (void)state;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return -1;
+    exe[n] = 0;
+    *strrchr(exe, '/') = 0; /* build/CFG/tests */
+    *strrchr(exe, '/') = 0; /* build/CFG */
+    snprintf(program, sizeof program, "%s/bench/meta_train", exe);
+    return mkdtemp(work_dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char cmd[PATH_MAX + 32];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", work_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void run(const char *cmd) {
+    int st = system(cmd);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fail_msg("failed: %s", cmd);
+}
+
+static char *slurp(const char *path, size_t *size) {
+    mn_err err;
+    char *data = mn_read_file(path, size, 0, &err);
+    if (!data) fail_msg("%s", err.msg);
+    return data;
+}
+
+/* The iteration (1..ITERATIONS) of the lowest `key` in dir/metrics.jsonl, or 0 when iteration 0 (the
+ * initial weights) is lowest. */
+static int best_iteration(const char *dir, const char *key, double *values) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    size_t size;
+    char *text = slurp(path, &size);
+    int best = -1, seen = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        json_t *o = json_loads(line, 0, NULL);
+        json_t *v = o ? json_object_get(o, key) : NULL;
+        if (v) {
+            int it = (int)json_integer_value(json_object_get(o, "iteration"));
+            assert_true(it >= 0 && it <= ITERATIONS);
+            values[it] = json_number_value(v);
+            seen++;
+            if (best < 0 || values[it] < values[best]) best = it;
+        }
+        json_decref(o);
+    }
+    free(text);
+    assert_int_equal(seen, ITERATIONS + 1); /* one validation per iteration, and one before */
+    return best;
+}
+
+/* Runs meta_train to ITERATIONS one at a time; returns the iteration whose copy equals the kept weights (0:
+ * none of them, i.e. the initial weights). */
+static int kept_iteration(const char *name, const char *extra) {
+    char dir[PATH_MAX], cmd[8 * PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/%s", work_dir, name);
+    for (int it = 1; it <= ITERATIONS; it++) {
+        snprintf(cmd, sizeof cmd,
+                 "OMP_WAIT_POLICY=passive '%s' --optimizer mnemosyne-t --family quadratic --iterations %d "
+                 "--val-tasks 2 --val-steps 30 --val-every 1 --checkpoint-every 1 --meta-lr 1 --seed 1 --threads 1 %s "
+                 "--out '%s' %s >> '%s.log' 2>&1 && cp '%s/optimizer.safetensors' '%s/weights_%d.safetensors'",
+                 program, it, extra, dir, it > 1 ? "--resume" : "", dir, dir, dir, it);
+        run(cmd);
+    }
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/optimizer_best.safetensors", dir);
+    size_t best_size;
+    char *best = slurp(path, &best_size);
+    int kept = 0, matches = 0;
+    for (int it = 1; it <= ITERATIONS; it++) {
+        snprintf(path, sizeof path, "%s/weights_%d.safetensors", dir, it);
+        size_t size;
+        char *w = slurp(path, &size);
+        if (size == best_size && !memcmp(w, best, size)) kept = it, matches++;
+        free(w);
+    }
+    free(best);
+    assert_true(matches <= 1); /* every iteration changes the weights */
+    return kept;
+}
+
+static void kept_weights_follow_the_chosen_validation_measure(void **state) {
+    (void)state;
+    if (access(program, X_OK) != 0) skip();
+    double final[ITERATIONS + 1], area[ITERATIONS + 1], other[ITERATIONS + 1];
+    char dir[PATH_MAX];
+
+    int kept = kept_iteration("final", "--select-final");
+    snprintf(dir, sizeof dir, "%s/final", work_dir);
+    int by_final = best_iteration(dir, "val_final_log_loss", final), by_area = best_iteration(dir, "val_log_loss", area);
+    print_message("--select-final: kept iteration %d; lowest final loss at %d, lowest area at %d\n", kept, by_final,
+                  by_area);
+    assert_int_equal(kept, by_final);
+
+    kept = kept_iteration("area", "");
+    snprintf(dir, sizeof dir, "%s/area", work_dir);
+    by_area = best_iteration(dir, "val_log_loss", other);
+    print_message("default: kept iteration %d; lowest area at %d\n", kept, by_area);
+    assert_int_equal(kept, by_area);
+    /* the two runs are the same run (the flag only changes which weights are kept) */
+    for (int it = 0; it <= ITERATIONS; it++) assert_true(other[it] == area[it]);
+    /* the final loss is the log of the last 5% of the steps (one step of 30) and the area the mean log
+     * over all 30, so the two measures differ */
+    for (int it = 0; it <= ITERATIONS; it++) assert_true(final[it] != area[it]);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(kept_weights_follow_the_chosen_validation_measure),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
