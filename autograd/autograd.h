@@ -45,6 +45,18 @@ void mn_grad(int n_out, mn_tensor *const *outputs, mn_tensor *const *grad_output
              mn_tensor *const *inputs, mn_tensor **grads, int flags);
 mn_tensor *mn_grad1(mn_tensor *output, mn_tensor *input, int flags); /* one scalar output, one input */
 
+/* Recomputation (gradient checkpointing): runs fn(ctx, in, out) (n_out results) without recording its inside, and
+ * records one node that keeps only the inputs; its backward runs fn again with recording on and
+ * differentiates through that. Memory: a region's inputs and outputs instead of all its
+ * intermediates; time: one more forward of the region. fn must be a deterministic function of
+ * in[] and of the leaves[] it reads directly (such as weights): leaves must be listed, and a
+ * region that reads any other tensor requiring grad stops with an error at backward. ctx is copied
+ * (ctx_size bytes) and kept for the backward. The backward itself cannot be recorded
+ * (MN_CREATE_GRAPH through it stops with an error). Results belong to the current scope. */
+typedef void (*mn_recompute_fn)(const void *ctx, mn_tensor *const *in, mn_tensor **out);
+void mn_recompute(mn_recompute_fn fn, const void *ctx, size_t ctx_size, int n_in, mn_tensor *const *in,
+                   int n_leaves, mn_tensor *const *leaves, int n_out, mn_tensor **out);
+
 /* ---- named parameters ----------------------------------------------------------
  * Models list their trainable tensors under Hugging Face-style dotted names
  * ("encoder.layer.0.attention.self.query.weight"). The list holds one reference

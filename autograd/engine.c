@@ -31,6 +31,7 @@ static void node_release_inputs(mn_node *n) {
 
 static void node_destroy(mn_node *n) {
     node_release_inputs(n);
+    if (n->ctx_free) n->ctx_free(n->ctx);
     free(n->in);
     free(n->in_version);
     free(n->need);
@@ -84,7 +85,9 @@ void mn_zero_grad(mn_tensor *t) {
 /* ---- backward ----------------------------------------------------------------- */
 
 enum { AG_VISITED = 1, AG_NEEDED = 2, AG_TARGET = 4 };
-static uint32_t g_epoch;
+/* Each backward pass marks the tensors it visits with its own epoch, so a pass run inside another's
+ * backward function (mn_recompute) over a disjoint graph leaves the outer pass's marks intact. */
+static uint32_t g_last_epoch;
 
 typedef struct {
     mn_tensor **v;
@@ -100,9 +103,9 @@ static void tvec_push(tvec *s, mn_tensor *t) {
     s->v[s->len++] = t;
 }
 
-static void touch(mn_tensor *t) {
-    if (t->ag_epoch != g_epoch) {
-        t->ag_epoch = g_epoch;
+static void touch(mn_tensor *t, uint32_t epoch) {
+    if (t->ag_epoch != epoch) {
+        t->ag_epoch = epoch;
         t->ag_flags = 0;
         mn_release(t->ag_grad);
         t->ag_grad = NULL;
@@ -114,14 +117,14 @@ static bool edge(const mn_tensor *t) { return t && t->requires_grad; }
 /* Post-order over the recorded graph without recursion. With targets, a tensor
  * is needed when it is a target or leads to one; without, every tensor that
  * requires grad is. */
-static const char *topo_sort(int n_out, mn_tensor *const *outs, bool have_targets, tvec *order) {
+static const char *topo_sort(uint32_t epoch, int n_out, mn_tensor *const *outs, bool have_targets, tvec *order) {
     const char *freed_op = NULL;
     tvec stack = {0};
     tvec child_pos = {0}; /* parallel stack of next-child indices, stored as pointers */
     for (int o = 0; o < n_out; o++) {
         mn_tensor *root = outs[o];
         if (!edge(root)) continue;
-        touch(root);
+        touch(root, epoch);
         if (root->ag_flags & AG_VISITED) continue;
         root->ag_flags |= AG_VISITED;
         tvec_push(&stack, root);
@@ -138,7 +141,7 @@ static const char *topo_sort(int n_out, mn_tensor *const *outs, bool have_target
                 child_pos.v[child_pos.len - 1] = (mn_tensor *)(next + 1);
                 mn_tensor *c = n->in[next];
                 if (!edge(c)) continue;
-                touch(c);
+                touch(c, epoch);
                 if (c->ag_flags & AG_VISITED) continue;
                 c->ag_flags |= AG_VISITED;
                 tvec_push(&stack, c);
@@ -148,7 +151,7 @@ static const char *topo_sort(int n_out, mn_tensor *const *outs, bool have_target
             bool needed = !have_targets || (t->ag_flags & AG_TARGET);
             if (n)
                 for (int i = 0; i < n->n_in && !needed; i++)
-                    needed = edge(n->in[i]) && n->in[i]->ag_epoch == g_epoch && (n->in[i]->ag_flags & AG_NEEDED);
+                    needed = edge(n->in[i]) && n->in[i]->ag_epoch == epoch && (n->in[i]->ag_flags & AG_NEEDED);
             if (needed) t->ag_flags |= AG_NEEDED;
             tvec_push(order, t);
             stack.len--;
@@ -191,14 +194,14 @@ static void run_backward(int n_out, mn_tensor *const *outs, mn_tensor *const *go
                          mn_tensor *const *targets, mn_tensor **grads, int flags) {
     bool create_graph = flags & MN_CREATE_GRAPH;
     bool retain = create_graph || (flags & MN_RETAIN_GRAPH);
-    g_epoch++;
+    uint32_t epoch = ++g_last_epoch;
     for (int i = 0; i < n_in; i++) {
-        touch(targets[i]);
+        touch(targets[i], epoch);
         targets[i]->ag_flags |= AG_TARGET;
     }
     /* validate before taking any reference, so an error leaves nothing behind */
     tvec order = {0};
-    const char *freed_op = topo_sort(n_out, outs, targets != NULL, &order);
+    const char *freed_op = topo_sort(epoch, n_out, outs, targets != NULL, &order);
     if (freed_op) {
         free(order.v);
         mn_fatal("backward: the graph through op '%s' was already freed; pass MN_RETAIN_GRAPH to the first "
@@ -235,7 +238,7 @@ static void run_backward(int n_out, mn_tensor *const *outs, mn_tensor *const *go
             bool any = false;
             for (int i = 0; i < n->n_in; i++) {
                 mn_tensor *c = n->in[i];
-                n->need[i] = edge(c) && c->ag_epoch == g_epoch && (c->ag_flags & AG_NEEDED);
+                n->need[i] = edge(c) && c->ag_epoch == epoch && (c->ag_flags & AG_NEEDED);
                 any |= n->need[i];
             }
             if (any) {

@@ -23,6 +23,8 @@ struct mn_node {
     int64_t iarg[2 * MN_MAX_DIMS + 4];
     float farg[4];
     bool freed;            /* graph released by a backward without MN_RETAIN_GRAPH */
+    void *ctx;             /* op-owned data freed with the node (mn_recompute's recipe), or NULL */
+    void (*ctx_free)(void *ctx);
 };
 
 /* Records op on out when grad mode is on and some input requires grad;

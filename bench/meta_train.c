@@ -26,7 +26,7 @@ typedef struct {
     long image_size, tasks, unroll, iterations, horizon_min, horizon_max, seed, threads, checkpoint_every;
     long val_tasks, val_steps, val_every;
     double meta_lr, clip, lr_scale;
-    bool second_order, plain_loss, resume, select_final;
+    bool second_order, plain_loss, resume, select_final, store_steps;
 } options;
 
 /* ---- the meta-loss history (for the plot) and the metrics log ----------------------------------------- */
@@ -296,6 +296,9 @@ int main(int argc, char **argv) {
          1e9},
         {"--second-order", CLI_FLAG, &op.second_order, "differentiate through the inner gradients too"},
         {"--plain-loss", CLI_FLAG, &op.plain_loss, "meta-loss = mean of the losses instead of mean of their logs"},
+        {"--store-steps", CLI_FLAG, &op.store_steps,
+         "keep every inner step's intermediates for the backward pass instead of recomputing them: faster, "
+         "several times the memory"},
         {"--meta-lr", CLI_FLOAT, &op.meta_lr, "Adam learning rate on the optimizer weights", 1e-9, 10},
         {"--clip", CLI_FLOAT, &op.clip, "clip each task's meta-gradient to this global norm (0: off)", 0, 1e9},
         {"--lr-scale", CLI_FLOAT, &op.lr_scale, "the learned optimizer's lr_scale during meta-training", 1e-6, 1e6},
@@ -376,6 +379,7 @@ int main(int argc, char **argv) {
     to.estimator.unroll.steps = (int)op.unroll;
     to.estimator.unroll.second_order = op.second_order;
     to.estimator.unroll.plain_mean = op.plain_loss;
+    to.estimator.unroll.store_steps = op.store_steps;
     to.estimator.unroll.lr_scale = (float)op.lr_scale;
     to.estimator.clip = (float)op.clip;
     to.meta_lr = (float)op.meta_lr;

@@ -294,6 +294,8 @@ void lopt_slot_range(const mn_lopt_state *s, int k, int i, int *axis, int64_t *s
     *stop = *start + (meta ? s->lay.meta[i] : s->lay.numel[i]);
 }
 
+void mn_lopt_state_set_recompute(mn_lopt_state *s, bool on) { s->recompute = on; }
+
 void mn_lopt_state_detach(mn_lopt_state *s) {
     for (int k = 0; k < s->n_slots; k++) {
         mn_scope sc = mn_scope_begin();
@@ -376,6 +378,39 @@ mn_tensor *lopt_step(const mn_lopt *o, const mn_lopt_state *s, mn_tensor *g, mn_
     return delta;
 }
 
+/* lopt_step recomputed in the backward pass (mn_recompute): in = [g, slots...], leaves = the weights,
+ * out = [delta, new slots...]. The recipe keeps the step counts of its step (the bias corrections). */
+typedef struct {
+    const mn_lopt *o;
+    const mn_lopt_state *s;
+    int64_t steps[];
+} step_recipe;
+
+static void recomputed_step(const void *ctx, mn_tensor *const *in, mn_tensor **out) {
+    const step_recipe *r = ctx;
+    mn_lopt_state s = *r->s;
+    s.steps = (int64_t *)r->steps;
+    for (int k = 0; k < s.n_slots; k++) s.slot[k] = in[1 + k];
+    out[0] = lopt_step(r->o, &s, in[0], out + 1);
+}
+
+static mn_tensor *recomputed_lopt_step(const mn_lopt *o, const mn_lopt_state *s, mn_tensor *g, mn_tensor **new_slot) {
+    size_t size = sizeof(step_recipe) + sizeof(int64_t) * (size_t)s->lay.n;
+    step_recipe *r = xcalloc(1, size);
+    r->o = o;
+    r->s = s;
+    memcpy(r->steps, s->steps, sizeof(int64_t) * (size_t)s->lay.n);
+    mn_tensor *in[1 + LOPT_MAX_SLOTS], *out[1 + LOPT_MAX_SLOTS], **leaves = xcalloc((size_t)o->weights.count, sizeof *leaves);
+    in[0] = g;
+    for (int k = 0; k < s->n_slots; k++) in[1 + k] = s->slot[k];
+    for (int j = 0; j < o->weights.count; j++) leaves[j] = o->weights.items[j].tensor;
+    mn_recompute(recomputed_step, r, size, 1 + s->n_slots, in, o->weights.count, leaves, 1 + s->n_slots, out);
+    free(leaves);
+    free(r);
+    for (int k = 0; k < s->n_slots; k++) new_slot[k] = out[1 + k];
+    return out[0];
+}
+
 static void check_step_args(const mn_lopt *o, const mn_lopt_state *s, int n, mn_tensor *const *params,
                             mn_tensor *const *grads) {
     if (!lopt_config_equal(&o->cfg, &s->cfg))
@@ -414,7 +449,9 @@ void mn_lopt_apply(const mn_lopt *o, mn_lopt_state *s, int n, mn_tensor *const *
     mn_tensor *new_slot[LOPT_MAX_SLOTS];
     /* without a graph to record, the fused path (learned_fast.c) advances the state itself */
     bool fast = lopt_fast_usable(o, s, n, grads);
-    mn_tensor *delta = fast ? lopt_fast_step(o, s, n, grads, NULL) : lopt_step(o, s, concat_flat(n, grads), new_slot);
+    mn_tensor *delta = fast          ? lopt_fast_step(o, s, n, grads, NULL)
+                       : s->recompute ? recomputed_lopt_step(o, s, concat_flat(n, grads), new_slot)
+                                      : lopt_step(o, s, concat_flat(n, grads), new_slot);
     for (int i = 0; i < n; i++) {
         int64_t off = s->lay.offset[i];
         mn_tensor *d = mn_reshape(mn_slice(delta, 0, off, off + s->lay.numel[i], 1), s->ndim[i], s->shape[i]);

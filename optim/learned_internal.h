@@ -65,6 +65,7 @@ struct mn_lopt_state {
     const char *slot_name[LOPT_MAX_SLOTS];
     lopt_rows slot_rows[LOPT_MAX_SLOTS];  /* what the slot's coordinate axis indexes */
     int slot_axis[LOPT_MAX_SLOTS];        /* which axis that is */
+    bool recompute;                       /* recorded steps are checkpoints (mn_lopt_state_set_recompute) */
 };
 
 /* ---- learned.c: config, features, the shared step ------------------------------------------- */

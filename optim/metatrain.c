@@ -135,6 +135,7 @@ mn_tensor *mn_meta_unroll(const mn_lopt *o, mn_task_run *r, const mn_unroll_opts
         /* second order differentiates the first inner loss w.r.t. theta_0 itself */
         if (opts->second_order && !theta[i]->node && !theta[i]->requires_grad) mn_requires_grad(theta[i], true);
     }
+    mn_lopt_state_set_recompute(r->state, !opts->store_steps);
     double train_sum = 0;
     mn_tensor *total = NULL;
     for (int t = 0; t < K; t++) {

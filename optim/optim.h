@@ -188,6 +188,12 @@ mn_lopt_state *mn_lopt_state_new(const mn_lopt *o, int n, mn_tensor *const *para
  * through the recorded unroll would free its graph. */
 void mn_lopt_apply(const mn_lopt *o, mn_lopt_state *s, int n, mn_tensor *const *params, mn_tensor *const *grads,
                    float lr_scale, mn_tensor **new_params);
+/* With recompute on, a recorded mn_lopt_apply keeps only its inputs and results in the graph (the
+ * gradient, the state, the weights) and recomputes the network's inside during the backward pass
+ * (mn_recompute): the memory of an unroll drops to about one state per step, for one more forward
+ * of the optimizer per step. The backward through such steps cannot be recorded (MN_CREATE_GRAPH).
+ * Off by default. */
+void mn_lopt_state_set_recompute(mn_lopt_state *s, bool on);
 /* Truncation boundary: the state keeps its values and drops its history (graph). */
 void mn_lopt_state_detach(mn_lopt_state *s);
 /* Bytes of state tensors: the formulas above (derived index maps are rebuilt each step, not kept). */
@@ -291,6 +297,8 @@ typedef struct {
     bool second_order;      /* record the inner gradients too (MN_CREATE_GRAPH); default first order */
     bool plain_mean;        /* meta-loss = mean of L instead of mean of log L */
     float lr_scale;         /* of the learned optimizer: 1 */
+    bool store_steps;       /* keep each step's intermediates instead of recomputing them in the backward
+                             * pass (mn_lopt_state_set_recompute): faster, several times the memory */
     /* Optional, for checking the first-order estimator: record_grads (steps * n_params slots)
      * receives new references to the inner gradients as computed; replay_grads, when given, is used
      * instead of computing them. The first-order meta-gradient is the exact gradient of the meta-loss

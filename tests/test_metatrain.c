@@ -406,6 +406,41 @@ static void memory_stays_flat_over_many_truncations(void **state) {
     }
 }
 
+/* The same truncation with every step's intermediates kept (store_steps) and with the steps
+ * recomputed in the backward pass (the default): equal meta-gradients, a smaller graph. */
+static void recomputed_steps_give_the_same_meta_gradient_from_a_smaller_graph(void **state) {
+    (void)state;
+    for (int k = 0; k < 3; k++) {
+        for (int second = 0; second < 2; second++) {
+            mn_scope sc = mn_scope_begin();
+            mn_lopt *o = mn_lopt_new(all_kinds[k], 23); /* the default sizes, whose memory matters */
+            perturb_weights(o, 123, 0.1f);
+            const mn_params *w = mn_lopt_weights(o);
+            mn_tensor *grads[2][64];
+            int64_t graph[2];
+            assert_true(w->count <= 64);
+            for (int store = 0; store < 2; store++) {
+                mn_task_run *r = mn_task_run_new(mn_meta_quadratic_task(96, 9), 9, o, 100);
+                mn_unroll_opts u = {.steps = 4, .second_order = second, .lr_scale = 1.0f, .store_steps = store};
+                int64_t before = mn_live_bytes();
+                mn_tensor *meta = mn_meta_unroll(o, r, &u, NULL);
+                graph[store] = mn_live_bytes() - before;
+                mn_tensor *in[64];
+                for (int i = 0; i < w->count; i++) in[i] = w->items[i].tensor;
+                mn_grad(1, &meta, NULL, w->count, in, grads[store], 0);
+                mn_task_run_free(r);
+            }
+            print_message("%s %s order: graph of 4 steps over 96 coordinates: %lld bytes stored, %lld recomputed\n",
+                          mn_lopt_kind_name(all_kinds[k]), second ? "second" : "first", (long long)graph[1],
+                          (long long)graph[0]);
+            for (int i = 0; i < w->count; i++) tu_assert_close(grads[0][i], grads[1][i], 1e-6, 1e-5);
+            assert_true(2 * graph[0] < graph[1]);
+            mn_lopt_free(o);
+            mn_scope_end(sc);
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(meta_gradient_of_a_truncation_matches_finite_differences),
@@ -413,6 +448,7 @@ int main(void) {
         cmocka_unit_test(non_finite_truncations_are_skipped_and_reported),
         cmocka_unit_test(resume_continues_exactly),
         cmocka_unit_test(memory_stays_flat_over_many_truncations),
+        cmocka_unit_test(recomputed_steps_give_the_same_meta_gradient_from_a_smaller_graph),
     };
     return cmocka_run_group_tests(tests, NULL, remove_tmp_dir);
 }
