@@ -8,6 +8,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+/* An error raised inside a backward pass abandons it (mn_fatal ends the program outside tests), so
+ * the engine's bookkeeping for that pass is not freed when a test traps the error. */
+#define ABANDONED_PASS_BEGIN() __lsan_disable()
+#define ABANDONED_PASS_END() __lsan_enable()
+#else
+#define ABANDONED_PASS_BEGIN() ((void)0)
+#define ABANDONED_PASS_END() ((void)0)
+#endif
+
 /* The region: in = [x [3, 4], h [3, 5]], leaf W [4, 5]:
  *   out0 = tanh(x W) * h                  [3, 5]
  *   out1 = sum_j exp(x / 2)_ij * sigmoid(x)_ij   [3] */
@@ -123,10 +134,14 @@ static void misuse_stops_with_a_message(void **state) {
     mn_tensor *x = mn_requires_grad(tu_rand(7, MN_SHAPE(5), -1, 1), true);
     mn_tensor *w = mn_requires_grad(tu_rand(8, MN_SHAPE(5), -1, 1), true), *out;
     mn_recompute(reads_an_undeclared_leaf, &w, sizeof w, 1, &x, 0, NULL, 1, &out);
+    ABANDONED_PASS_BEGIN();
     EXPECT_MN_ERROR(mn_grad1(mn_sum(out, MN_ALL, false), x, 0), "neither one of its inputs nor a declared leaf");
+    ABANDONED_PASS_END();
 
     mn_recompute(wide_region, NULL, 0, 1, &x, 0, NULL, 1, &out);
+    ABANDONED_PASS_BEGIN();
     EXPECT_MN_ERROR(mn_grad1(mn_sum(out, MN_ALL, false), x, MN_CREATE_GRAPH), "cannot be recorded");
+    ABANDONED_PASS_END();
 
     mn_tensor *not_leaf = mn_scale(w, 2.0f);
     EXPECT_MN_ERROR(mn_recompute(wide_region, NULL, 0, 1, &x, 1, &not_leaf, 1, &out), "is the result of an op");
