@@ -11,10 +11,11 @@
 #   bench/train_learned_optimizers.sh [DEST] [KIND...]     (defaults: meta_runs/shipped, all three)
 #
 # The runs go to meta_runs/KIND (start from an empty one: an existing run there is resumed, exactly, from its
-# last checkpoint). Progress: tail -f meta_runs/KIND.log. At most JOBS runs at once (default 2). Second-order
-# unrolls of the wide MLPs hold ~12 GB for Mnemosyne-T, ~8 GB for the LSTM and ~16 GB for Mnemosyne-C (144
-# floats of memory per coordinate per step), so Mnemosyne-C always runs alone. Wall times are in
-# bench/README.md. Copy DEST/KIND.safetensors to optim/pretrained/ and rebuild to ship new weights.
+# last checkpoint). Progress: tail -f meta_runs/KIND.log. At most JOBS runs at once (default 2; the default order
+# runs Mnemosyne-T and the LSTM together, then Mnemosyne-C). Peak memory with the optimizer steps recomputed in
+# the backward pass (meta_train's default): LSTM 7.3 GB, Mnemosyne-C 9.6 GB, Mnemosyne-T under 12 GB, so two runs
+# fit in 24 GB. Wall times are in bench/README.md. Copy DEST/KIND.safetensors to optim/pretrained/ and rebuild to
+# ship new weights.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=${META_TRAIN:-build/release/bench/meta_train}
