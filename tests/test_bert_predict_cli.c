@@ -32,11 +32,7 @@ static bool exists(const char *p) {
 
 static void locate(void) {
     char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    assert_true(n > 0);
-    exe[n] = 0;
-    dirname_inplace(exe); /* build/CFG/tests */
-    dirname_inplace(exe); /* build/CFG */
+    assert_true(tu_build_dir(exe, sizeof exe));
     snprintf(program, sizeof program, "%s/examples/bert_predict", exe);
     dirname_inplace(exe); /* build */
     dirname_inplace(exe); /* the repository */

@@ -35,9 +35,7 @@ static int make_tmp_root(void **state) {
 
 static int remove_tmp_root(void **state) {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_remove_tree(tmp_root);
 }
 
 static const char *tmp_path(const char *name) {

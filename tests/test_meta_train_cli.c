@@ -25,21 +25,15 @@ static char work_dir[] = "/tmp/test_meta_train_cli_XXXXXX";
 
 static int setup(void **state) {
     (void)state;
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return -1;
-    exe[n] = 0;
-    *strrchr(exe, '/') = 0; /* build/CFG/tests */
-    *strrchr(exe, '/') = 0; /* build/CFG */
-    snprintf(program, sizeof program, "%s/bench/meta_train", exe);
+    char build[PATH_MAX];
+    if (!tu_build_dir(build, sizeof build)) return -1;
+    snprintf(program, sizeof program, "%s/bench/meta_train", build);
     return mkdtemp(work_dir) ? 0 : -1;
 }
 
 static int teardown(void **state) {
     (void)state;
-    char cmd[PATH_MAX + 32];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", work_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_remove_tree(work_dir);
 }
 
 static void run(const char *cmd) {

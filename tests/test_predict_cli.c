@@ -8,7 +8,6 @@
  * test is skipped only when that binary has not been built. */
 #include "testutil.h"
 
-#include <libgen.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,18 +16,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char predict_bin[PATH_MAX], golden_dir[PATH_MAX];
+static char predict_bin[PATH_MAX + 32], golden_dir[PATH_MAX + 32];
 
 /* Paths from /proc/self/exe: build/CFG/tests/X -> build/CFG/examples/vit_predict and the
  * repository's tests/golden/vit (three levels up), so the test works from any directory. */
 static void find_paths(void) {
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    assert_true(n > 0);
-    exe[n] = 0;
-    char *dir = dirname(exe); /* build/CFG/tests */
-    snprintf(predict_bin, sizeof predict_bin, "%s/../examples/vit_predict", dir);
-    snprintf(golden_dir, sizeof golden_dir, "%s/../../../tests/golden/vit", dir);
+    char build[PATH_MAX];
+    assert_true(tu_build_dir(build, sizeof build));
+    snprintf(predict_bin, sizeof predict_bin, "%s/examples/vit_predict", build);
+    snprintf(golden_dir, sizeof golden_dir, "%s/../../tests/golden/vit", build);
     if (access(golden_dir, R_OK) != 0) snprintf(golden_dir, sizeof golden_dir, "tests/golden/vit");
 }
 

@@ -25,21 +25,15 @@ static bool exists(const char *path) {
 
 static int make_work_dir(void **state) {
     (void)state;
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return -1;
-    exe[n] = 0;
-    *strrchr(exe, '/') = 0; /* build/CFG/tests */
-    *strrchr(exe, '/') = 0; /* build/CFG */
-    snprintf(examples_dir, sizeof examples_dir, "%s/examples", exe);
+    char build[PATH_MAX];
+    if (!tu_build_dir(build, sizeof build)) return -1;
+    snprintf(examples_dir, sizeof examples_dir, "%s/examples", build);
     return mkdtemp(work_dir) ? 0 : -1;
 }
 
 static int remove_work_dir(void **state) {
     (void)state;
-    char cmd[PATH_MAX + 32];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", work_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_remove_tree(work_dir);
 }
 
 /* Skips the test unless program is built and the data it reads is installed. */

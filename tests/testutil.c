@@ -1,8 +1,11 @@
 #include "testutil.h"
 
+#include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 jmp_buf tu_trap_jmp;
 static mn_error_handler tu_prev_handler;
@@ -58,4 +61,23 @@ void tu_assert_close(const mn_tensor *a, const mn_tensor *b, double atol, double
     if (!mn_same_shape(a, b)) fail_msg("shapes differ: %s vs %s", mn_shape_str(a, sa), mn_shape_str(b, sb));
     double r = tu_close_ratio(a, b, atol, rtol);
     if (!(r <= 1.0)) fail_msg("tensors differ: worst error is %.3g x the tolerance", r);
+}
+
+bool tu_build_dir(char *out, size_t size) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return false;
+    exe[n] = 0;
+    for (int up = 0; up < 2; up++) { /* drop NAME, then tests */
+        char *slash = strrchr(exe, '/');
+        if (!slash) return false;
+        *slash = 0;
+    }
+    return snprintf(out, size, "%s", exe) < (int)size;
+}
+
+int tu_remove_tree(const char *dir) {
+    char cmd[PATH_MAX + 32];
+    if (snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir) >= (int)sizeof cmd) return -1;
+    return system(cmd) == 0 && access(dir, F_OK) != 0 ? 0 : -1;
 }

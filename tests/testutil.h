@@ -40,4 +40,10 @@ mn_tensor *tu_rand(uint64_t seed, int ndim, const int64_t *shape, float lo, floa
 double tu_close_ratio(const mn_tensor *a, const mn_tensor *b, double atol, double rtol);
 void tu_assert_close(const mn_tensor *a, const mn_tensor *b, double atol, double rtol);
 
+/* Command-line tests run the programs next to them: the build configuration directory (build/CFG)
+ * of the running test, whose binary is build/CFG/tests/NAME. False if /proc/self/exe is unreadable. */
+bool tu_build_dir(char *out, size_t size);
+/* rm -rf dir: 0 when it is gone (a cmocka setup/teardown result), -1 otherwise. */
+int tu_remove_tree(const char *dir);
+
 #endif
