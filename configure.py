@@ -8,7 +8,7 @@ committed, so everything written into it is relative to the repository root
 Source layout (globbed each time this script runs; build.ninja re-runs it by
 itself when a source folder gains or loses a file):
 
-  tensor/ autograd/ nn/ optim/ models/ data/   library modules -> libmnemo
+  tensor/ autograd/ nn/ optim/ lopt/ models/ data/ meta/   library modules -> libmnemo
       every *.c below them (subfolders included) goes into libmnemo.a/.so
       *_avx2.c   gets -mavx2 -mfma
       *_avx512.c gets -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma
@@ -35,7 +35,7 @@ import tempfile
 VERSION = "0.1.0"
 
 # Library module folders, in link order.  Only the ones that exist are used.
-MODULES = ["tensor", "autograd", "nn", "optim", "models", "data"]
+MODULES = ["tensor", "autograd", "nn", "optim", "lopt", "models", "data", "meta"]
 
 # Program folders: NAME/*.c -> one program each; NAME/common/*.c is linked
 # into every program of NAME.
@@ -395,7 +395,7 @@ def esc(path):
 
 def incbin_files(path):
     """Files a source embeds with MN_INCBIN(symbol, "file") (an assembler .incbin, see
-    optim/pretrained.c): the compiler's depfile misses them, so they become implicit inputs."""
+    lopt/pretrained.c): the compiler's depfile misses them, so they become implicit inputs."""
     with open(path, encoding="utf-8", errors="replace") as f:
         return sorted(set(re.findall(r'MN_INCBIN\(\s*\w+\s*,\s*"([^"]+)"\s*\)', f.read())))
 

@@ -7,7 +7,9 @@
 #include "autograd/autograd.h"
 #include "nn/nn.h"
 #include "optim/optim.h"
+#include "lopt/lopt.h"
 #include "models/models.h"
 #include "data/data.h"
+#include "meta/meta.h"
 
 #endif

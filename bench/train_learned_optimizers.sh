@@ -14,7 +14,7 @@
 # last checkpoint). Progress: tail -f meta_runs/KIND.log. At most JOBS runs at once (default 2; the default order
 # runs Mnemosyne-T and the LSTM together, then Mnemosyne-C). Peak memory with the optimizer steps recomputed in
 # the backward pass (meta_train's default): LSTM 7.3 GB, Mnemosyne-C 9.6 GB, Mnemosyne-T under 12 GB, so two runs
-# fit in 24 GB. Wall times are in bench/README.md. Copy DEST/KIND.safetensors to optim/pretrained/ and rebuild to
+# fit in 24 GB. Wall times are in bench/README.md. Copy DEST/KIND.safetensors to lopt/pretrained/ and rebuild to
 # ship new weights.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "optim/learned_internal.h"
+#include "lopt/learned_internal.h"
 
 #define LOPT_ALL_KINDS {MN_LOPT_LSTM, MN_LOPT_MNEMOSYNE_C, MN_LOPT_MNEMOSYNE_T}
 

@@ -1,4 +1,4 @@
-/* The fused no-graph step of the learned optimizers (optim/learned_fast*.c) against the graph path
+/* The fused no-graph step of the learned optimizers (lopt/learned_fast*.c) against the graph path
  * (the differentiable ops of lstm_opt.c, mnemosyne.c, cam.c, hpe.c): the same updates and the same
  * carried state, to float rounding, over several consecutive steps, for every kind, tensors of
  * several sizes (not multiples of the chunk, and for Mnemosyne-T large enough that the meta-tokens

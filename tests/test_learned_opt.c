@@ -746,7 +746,7 @@ static double blob_train(mn_tensor *x, mn_tensor *y, mn_tensor *w1, mn_tensor *w
     return last;
 }
 
-/* The weights built into the library (optim/pretrained/): each kind loads, differs from its
+/* The weights built into the library (lopt/pretrained/): each kind loads, differs from its
  * untrained initialisation (it was meta-trained), is what the spec string without a checkpoint
  * gives, and trains a problem it never saw (a tanh MLP classifying three Gaussian blobs in 8-D,
  * full batch, lr_scale 1) well below the loss of always predicting uniform probabilities. */

@@ -1,4 +1,4 @@
-/* Meta-training by truncated backprop (optim/metatrain*.c) on tiny quadratic task families:
+/* Meta-training by truncated backprop (meta/) on tiny quadratic task families:
  * the estimator's meta-gradient against finite differences of the meta-loss (first order with the
  * inner gradients replayed, second order with them recomputed), clipping, skipped non-finite
  * truncations, exact resume from a checkpoint, and flat memory over many truncations. */
@@ -6,7 +6,7 @@
 
 #include <unistd.h>
 
-#include "optim/metatrain_internal.h"
+#include "meta/meta_internal.h"
 
 static const mn_lopt_kind all_kinds[3] = LOPT_ALL_KINDS;
 

@@ -8,7 +8,7 @@
  * is padded, with the padding masked out of attention and pooling), and the gather/scatter maps
  * between coordinates, chunk slots, tokens and meta-tokens are rebuilt each step from the layout
  * (a few int32 arrays of about P entries, cheaper to rebuild than to keep as state). */
-#include "optim/learned_internal.h"
+#include "lopt/learned_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

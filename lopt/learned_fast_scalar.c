@@ -1,3 +1,3 @@
 /* The fused learned-optimizer block kernels (learned_fast_kernels.h) compiled for scalar. */
 #define LF_ISA scalar
-#include "optim/learned_fast_kernels.h"
+#include "lopt/learned_fast_kernels.h"

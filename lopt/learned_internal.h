@@ -1,5 +1,5 @@
-/* Internals of the learned optimizers (optim/learned*.c, lstm_opt.c, mnemosyne.c, cam.c, hpe.c).
- * optim sits above nn for learned optimizers: they are small networks made of nn's layers.
+/* Internals of the learned optimizers (lopt/learned*.c, lstm_opt.c, mnemosyne.c, cam.c, hpe.c).
+ * lopt sits above nn: they are small networks made of nn's layers.
  *
  * Data layout: a state covers n parameter tensors; their coordinates are flattened and
  * concatenated into P rows, so each step is one batch of ops over all coordinates (no loop over
@@ -12,13 +12,14 @@
 #define MN_LEARNED_INTERNAL_H
 
 #include "nn/nn.h"
+#include "lopt/lopt.h"
 #include "optim/optimizer_internal.h"
 
 #define LOPT_MAX_LSTM_LAYERS 3
 #define LOPT_MAX_CAM_LAYERS 6
 #define LOPT_MAX_SLOTS 8 /* fits MN_OPTIM_MAX_SLOTS: 2 per LSTM layer or 1 per CAM layer, + 2 moments */
 
-/* One CAM layer (spec/mnemosyne.md section 2): projections without bias, post-LN residuals. */
+/* One CAM layer : projections without bias, post-LN residuals. */
 typedef struct {
     mn_linear query, key, value, output; /* [H r, d], [H r, d], [d, d], [d, d] */
     mn_norm norm1, norm2;

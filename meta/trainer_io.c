@@ -10,8 +10,8 @@
  *
  * The files are written into DIR.tmp, which then replaces DIR by two renames (DIR -> DIR.old,
  * DIR.tmp -> DIR); a crash between them leaves DIR.old, which load falls back to. */
-#include "optim/learned_internal.h"
-#include "optim/metatrain_internal.h"
+#include "lopt/learned_internal.h"
+#include "meta/meta_internal.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -15,7 +15,7 @@
 #ifndef MN_LEARNED_FAST_H
 #define MN_LEARNED_FAST_H
 
-#include "optim/learned_internal.h"
+#include "lopt/learned_internal.h"
 
 #define LF_VEC 16   /* columns come in multiples of one 64-byte vector */
 #define LF_ALIGN 64 /* every buffer row starts on a vector boundary */

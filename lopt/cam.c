@@ -11,7 +11,7 @@
  * features are divided by exp(max exponent), which cancels between numerator and denominator and
  * keeps them from all underflowing for a large query; eps is added to that stabilised
  * denominator (eps e^c in the unstabilised formula). */
-#include "optim/learned_internal.h"
+#include "lopt/learned_internal.h"
 
 #include <math.h>
 #include <stdio.h>

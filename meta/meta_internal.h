@@ -2,7 +2,7 @@
 #ifndef MN_METATRAIN_INTERNAL_H
 #define MN_METATRAIN_INTERNAL_H
 
-#include "optim/optim.h"
+#include "meta/meta.h"
 
 struct mn_meta_trainer {
     mn_lopt *o;                  /* the caller's; its weights are trained in place */

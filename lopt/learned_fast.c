@@ -11,7 +11,7 @@
  * corrections and whether its state advances are per tensor), run in parallel with OpenMP when
  * there are enough of them. Blocks are independent and computed alike at any thread count, so
  * results do not depend on it. */
-#include "optim/learned_fast.h"
+#include "lopt/learned_fast.h"
 
 #include "tensor/cpu.h"
 

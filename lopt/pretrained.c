@@ -1,9 +1,9 @@
 /* The pretrained learned optimizers, embedded in the library so that "--optimizer mnemosyne-t" works
  * wherever the library goes (an installed program has no source tree to find files in). The
- * checkpoints live in optim/pretrained/ and are meta-trained by bench/train_learned_optimizers.sh;
+ * checkpoints live in lopt/pretrained/ and are meta-trained by bench/train_learned_optimizers.sh;
  * the assembler's .incbin copies them into read-only data at build time (paths are relative to the
  * repository root, where the build runs; configure.py makes this file depend on them). */
-#include "optim/learned_internal.h"
+#include "lopt/learned_internal.h"
 
 #include <stdio.h>
 
@@ -12,9 +12,9 @@
             "\"\n.hidden " #sym "_end\n.globl " #sym "_end\n" #sym "_end:\n.popsection\n");                    \
     extern const unsigned char sym[], sym##_end[]
 
-MN_INCBIN(mn__pretrained_lstm, "optim/pretrained/lstm.safetensors");
-MN_INCBIN(mn__pretrained_mnemosyne_c, "optim/pretrained/mnemosyne-c.safetensors");
-MN_INCBIN(mn__pretrained_mnemosyne_t, "optim/pretrained/mnemosyne-t.safetensors");
+MN_INCBIN(mn__pretrained_lstm, "lopt/pretrained/lstm.safetensors");
+MN_INCBIN(mn__pretrained_mnemosyne_c, "lopt/pretrained/mnemosyne-c.safetensors");
+MN_INCBIN(mn__pretrained_mnemosyne_t, "lopt/pretrained/mnemosyne-t.safetensors");
 
 mn_lopt *mn_lopt_pretrained(mn_lopt_kind kind, mn_err *err) {
     const unsigned char *start, *end;

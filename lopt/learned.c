@@ -5,7 +5,7 @@
  * A step flattens and concatenates every tensor's gradient into one vector of P coordinates,
  * computes all features and runs the network once over all of them, then splits the update back
  * into the tensors' shapes. */
-#include "optim/learned_internal.h"
+#include "lopt/learned_internal.h"
 
 #include <math.h>
 #include <stddef.h>

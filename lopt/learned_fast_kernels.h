@@ -8,7 +8,7 @@
 #error "define LF_ISA before including learned_fast_kernels.h"
 #endif
 
-#include "optim/learned_fast.h"
+#include "lopt/learned_fast.h"
 #include "tensor/vecmath.h"
 
 #include <math.h>

@@ -15,7 +15,7 @@
  *   T: embedding row 0 is exactly the feature m^/sqrt(v^ + eps); the head's hidden units 0, 1 are
  *      GELU(+e_0) and GELU(-e_0) and u = h_0 - h_1 = e_0 exactly (GELU(x) - GELU(-x) = x), s ~ 0.
  *      The untrained optimizer is Adam (eps inside the sqrt) at learning rate alpha lr_scale. */
-#include "optim/learned_internal.h"
+#include "lopt/learned_internal.h"
 
 #include <math.h>
 #include <stdio.h>

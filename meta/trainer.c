@@ -5,7 +5,7 @@
  * the gradient estimator (mn_tbptt_estimate: backprop through one unroll, clipped) and the outer
  * loop (mn_meta_trainer: B task runs, averaging, Adam on the weights, restarts). Checkpoints of the
  * outer loop are in metatrain_io.c, the quadratic task family in metatask_quadratic.c. */
-#include "optim/metatrain_internal.h"
+#include "meta/meta_internal.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * random features under "features.*", with the kind, the format version, the seed and every
  * config field in the header metadata (spec/meta_training.md "Outputs"). Loading validates the
  * whole file against the config it declares before building anything the caller sees. */
-#include "optim/learned_internal.h"
+#include "lopt/learned_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>

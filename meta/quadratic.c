@@ -1,7 +1,7 @@
 /* The quadratic task family of meta-training (spec/meta_training.md "Tasks"): random convex
  * least-squares problems |W x - y|^2 with minibatches of rows, small enough for tests and quick
  * meta-training runs. */
-#include "optim/metatrain_internal.h"
+#include "meta/meta_internal.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -11,7 +11,7 @@
  * feature (layer 0) or of unit 0 below (higher layers), so its cell keeps a decaying sum of
  * gradient signs; the head reads only that unit, u = -0.01 h[0]. The untrained optimizer is
  * therefore sign-momentum descent with steps of about 1e-3 lr_scale. */
-#include "optim/learned_internal.h"
+#include "lopt/learned_internal.h"
 
 #include <stdio.h>
 

@@ -9,7 +9,7 @@
  *   D. per block of coordinates: features and embeddings again (cheaper than keeping [P, d]), the
  *      head on [CAM output of the coordinate's meta-token, embedding], the update, and the
  *      moments' advance (A only reads them, so both see the same features). */
-#include "optim/learned_fast.h"
+#include "lopt/learned_fast.h"
 
 #include <omp.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * The learned state lives in an mn_lopt_state (tensors over all coordinates); the generic slots
  * of the optimizer (o->state) are views of each parameter's part of it, refreshed after every
  * step, so the generic state bytes, save and load ("state.<param>.<slot>") work unchanged. */
-#include "optim/learned_internal.h"
+#include "lopt/learned_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,0 +1,162 @@
+/* mnemo meta: meta-training learned optimizers -- tasks and task families, truncated unrolls,
+ * gradient estimators, the outer trainer. */
+#ifndef MN_META_H
+#define MN_META_H
+
+#include "lopt/lopt.h"
+
+/* ---- meta-training -------------------------------------------------------------------------------
+ * Truncated backpropagation through unrolled training, with five ideas kept apart (as in
+ * learned_optimization):
+ *   task               what is trained: parameters from a seed, batches, a loss built from mn_* ops
+ *                      (mn_meta_task); a family samples tasks from seeds (mn_meta_family);
+ *   learned optimizer  mn_lopt above;
+ *   unroll             K inner steps of one task and their meta-loss (mn_meta_unroll), over a task
+ *                      run (mn_task_run: the task's parameters, optimizer state, data streams and
+ *                      step count, carried across truncations);
+ *   gradient estimator truncated backprop through one unroll, clipped (mn_tbptt_estimate);
+ *   outer loop         B task runs, averaging, Adam on the optimizer weights, restarts at the
+ *                      horizon, skipped non-finite truncations, checkpoints (mn_meta_trainer). */
+
+/* What a task's loss reads; either tensor may be NULL (a task without data). */
+typedef struct {
+    mn_tensor *x, *y;
+} mn_meta_batch;
+
+typedef struct mn_meta_task mn_meta_task;
+typedef struct {
+    /* n_params fresh parameter tensors (F32, contiguous leaves) from seed, as new references. */
+    void (*init)(const mn_meta_task *t, uint64_t seed, mn_tensor **out);
+    /* A batch drawn with rng (advancing it); its tensors belong to the current scope. */
+    mn_meta_batch (*batch)(const mn_meta_task *t, mn_rng *rng);
+    /* Scalar loss of params on batch from mn_* ops, so params may be graph nodes. */
+    mn_tensor *(*loss)(const mn_meta_task *t, mn_tensor *const *params, const mn_meta_batch *batch);
+    /* Optional: the batch of a meta-loss term (NULL: batch). */
+    mn_meta_batch (*meta_batch)(const mn_meta_task *t, mn_rng *rng);
+    /* Test loss and metric (accuracy; NAN when the task has none), computed without gradients. */
+    void (*test)(const mn_meta_task *t, mn_tensor *const *params, double *loss, double *metric);
+    void (*free)(mn_meta_task *t); /* frees the task struct and what it owns */
+} mn_meta_task_vt;
+
+/* A task implementation puts this struct first in its own. */
+struct mn_meta_task {
+    const mn_meta_task_vt *vt;
+    int n_params;
+    char desc[160]; /* what was sampled, for logs: "mlp 196-32-10 tanh b96" */
+};
+mn_tensor *mn_meta_task_loss(const mn_meta_task *t, mn_tensor *const *params, mn_rng *rng); /* on a fresh batch */
+mn_tensor *mn_meta_task_meta_loss(const mn_meta_task *t, mn_tensor *const *params, mn_rng *rng);
+void mn_meta_task_free(mn_meta_task *t); /* NULL is fine */
+
+/* A family names one task per seed (deterministically: resuming re-creates tasks from seeds). */
+typedef struct mn_meta_family mn_meta_family;
+struct mn_meta_family {
+    char name[128]; /* the family and its settings, checked when a trainer resumes: "quadratic:10-100" */
+    mn_meta_task *(*sample)(const mn_meta_family *f, uint64_t seed);
+    void (*free)(mn_meta_family *f);
+};
+void mn_meta_family_free(mn_meta_family *f); /* NULL is fine */
+
+/* Random convex quadratics |W x - y|^2: L(x) = mean over a batch of rows r of (w_r . x - y_r)^2, for W [2d, d]
+ * with N(0, s^2) entries (s log-uniform in [e^-1, e]) and y = W x* + N(0, 0.01 d s^2) noise (x* ~ N(0, 1)), so
+ * from x0 ~ N(0, 1) the loss can fall about 200-fold; a batch is d rows drawn with replacement. The family
+ * draws d uniformly in [min_dim, max_dim]. Test loss: over all rows; no metric (NAN). Deterministic in seed. */
+mn_meta_family *mn_meta_quadratic_family(int min_dim, int max_dim);
+mn_meta_task *mn_meta_quadratic_task(int dim, uint64_t seed);
+
+/* One task being trained by a learned optimizer; params and state hold the current values
+ * (between truncations: detached leaves). The data streams derive from the seed. */
+typedef struct {
+    mn_meta_task *task;    /* owned */
+    uint64_t seed;         /* the family seed naming the task; also the initialisation seed */
+    mn_tensor **params;    /* [task->n_params], owned references */
+    mn_lopt_state *state;  /* owned */
+    mn_rng data_rng;       /* training batches */
+    mn_rng meta_rng;       /* meta-loss batches */
+    int64_t step;          /* inner steps taken */
+    int64_t horizon;       /* the outer loop restarts the task when step >= horizon */
+} mn_task_run;
+/* Takes ownership of task; parameters from task->vt->init(seed), a fresh state of o. */
+mn_task_run *mn_task_run_new(mn_meta_task *task, uint64_t seed, const mn_lopt *o, int64_t horizon);
+/* Truncation boundary: parameters and optimizer state keep their values and drop their graph. */
+void mn_task_run_detach(mn_task_run *r);
+void mn_task_run_free(mn_task_run *r);
+
+typedef struct {
+    int steps;              /* K inner steps per truncation: 20 */
+    bool second_order;      /* record the inner gradients too (MN_CREATE_GRAPH); default first order */
+    bool plain_mean;        /* meta-loss = mean of L instead of mean of log L */
+    float lr_scale;         /* of the learned optimizer: 1 */
+    bool store_steps;       /* keep each step's intermediates instead of recomputing them in the backward
+                             * pass (mn_lopt_state_set_recompute): faster, several times the memory */
+    /* Optional, for checking the first-order estimator: record_grads (steps * n_params slots)
+     * receives new references to the inner gradients as computed; replay_grads, when given, is used
+     * instead of computing them. The first-order meta-gradient is the exact gradient of the meta-loss
+     * with the inner gradients replayed. */
+    mn_tensor **record_grads;
+    mn_tensor *const *replay_grads;
+} mn_unroll_opts;
+
+/* One truncation of r, recorded (grad mode must be on): for t = 0 .. K-1, g_t = gradient of the
+ * task loss at theta_t on a training batch (constant unless second_order), theta_{t+1} =
+ * mn_lopt_apply(theta_t, g_t), and the meta-loss term log L(theta_{t+1}) on a fresh meta-batch.
+ * Returns the meta-loss (mean of the K terms), a graph node reaching mn_lopt_weights(o); r->params
+ * become theta_K (graph nodes) and r->step advances by K. *train_loss (may be NULL): the mean of
+ * the inner training losses. A non-finite loss does not stop the unroll: the caller checks. */
+mn_tensor *mn_meta_unroll(const mn_lopt *o, mn_task_run *r, const mn_unroll_opts *opts, double *train_loss);
+
+typedef struct {
+    mn_unroll_opts unroll;
+    float clip;             /* global L2 norm the meta-gradient is clipped to: 1 (0: no clipping) */
+} mn_tbptt_opts;
+typedef struct {
+    double meta_loss, train_loss;
+    double grad_norm;       /* before clipping */
+    bool finite;            /* false: meta-loss or meta-gradient NaN/Inf, no gradient returned */
+} mn_tbptt_result;
+/* The truncated-backprop estimator on one truncation: mn_meta_unroll, the meta-gradient w.r.t.
+ * mn_lopt_weights(o) into grads[i] (new tensors in the current scope), clipped, then the truncation
+ * boundary (mn_task_run_detach). Returns res->finite; when false, grads are NULL. */
+bool mn_tbptt_estimate(const mn_lopt *o, mn_task_run *r, const mn_tbptt_opts *opts, mn_tensor **grads,
+                       mn_tbptt_result *res);
+
+typedef struct {
+    int tasks;                          /* B task runs per iteration: 4 */
+    mn_tbptt_opts estimator;            /* K = 20, first order, log meta-loss, lr_scale 1, clip 1 */
+    float meta_lr;                      /* Adam (betas 0.9, 0.999, eps 1e-8) on the weights: 1e-3 */
+    int64_t horizon_min, horizon_max;   /* each task's horizon T uniform in [100, 1000] */
+    uint64_t seed;                      /* task seeds and horizons */
+} mn_meta_trainer_opts;
+mn_meta_trainer_opts mn_meta_trainer_default_opts(void);
+
+typedef struct {
+    int64_t iteration;                  /* iterations completed, this one included */
+    double meta_loss, train_loss;       /* means over the truncations that counted (NAN if none) */
+    double grad_norm;                   /* mean meta-gradient norm before clipping */
+    int counted, skipped;               /* truncations used / skipped as non-finite in this iteration */
+    int restarted;                      /* tasks restarted at their horizon or after a skip */
+    int64_t total_skipped;              /* over the whole run (resumes included) */
+} mn_meta_stats;
+
+/* The outer loop. o and f are the caller's and must outlive the trainer; o's weights are trained in
+ * place. The first B tasks are sampled at creation. */
+typedef struct mn_meta_trainer mn_meta_trainer;
+mn_meta_trainer *mn_meta_trainer_new(mn_lopt *o, const mn_meta_family *f, const mn_meta_trainer_opts *opts);
+/* One meta-iteration: a truncation of each task run (skipping and restarting non-finite ones), the
+ * average of the clipped meta-gradients of those that counted, one Adam step on the weights (none when
+ * all were skipped), restarts of tasks that reached their horizon. */
+void mn_meta_trainer_iterate(mn_meta_trainer *tr, mn_meta_stats *stats);
+int64_t mn_meta_trainer_iteration(const mn_meta_trainer *tr);
+const mn_task_run *mn_meta_trainer_run(const mn_meta_trainer *tr, int i); /* task run i < B */
+/* Everything a resume needs in directory dir: the weights (optimizer.safetensors, mn_lopt_save), the
+ * Adam state, every task run (parameters, optimizer state, data streams, step, horizon, seed), the
+ * iteration, the sampling stream and the options. Written into dir.tmp, then swapped in by renames,
+ * so dir always holds a complete checkpoint. */
+bool mn_meta_trainer_save(const mn_meta_trainer *tr, const char *dir, mn_err *err);
+/* Restores a trainer made with the same optimizer config, family and options (else an error naming
+ * what differs); the weights are copied into o. Nothing changes on failure. */
+bool mn_meta_trainer_load(mn_meta_trainer *tr, const char *dir, mn_err *err);
+void mn_meta_trainer_free(mn_meta_trainer *tr);
+
+
+#endif
