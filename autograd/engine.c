@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool g_grad_enabled = true;
+static MN_THREAD_LOCAL bool g_grad_enabled = true; /* per thread, as scopes are */
 
 bool mn_grad_enabled(void) { return g_grad_enabled; }
 
@@ -194,7 +194,7 @@ static void run_backward(int n_out, mn_tensor *const *outs, mn_tensor *const *go
                          mn_tensor *const *targets, mn_tensor **grads, int flags) {
     bool create_graph = flags & MN_CREATE_GRAPH;
     bool retain = create_graph || (flags & MN_RETAIN_GRAPH);
-    uint32_t epoch = ++g_last_epoch;
+    uint32_t epoch = __atomic_add_fetch(&g_last_epoch, 1, __ATOMIC_RELAXED);
     for (int i = 0; i < n_in; i++) {
         touch(targets[i], epoch);
         targets[i]->ag_flags |= AG_TARGET;

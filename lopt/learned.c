@@ -6,6 +6,7 @@
  * computes all features and runs the network once over all of them, then splits the update back
  * into the tensors' shapes. */
 #include "lopt/learned_internal.h"
+#include "tensor/tensor_internal.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -165,6 +166,43 @@ mn_lopt *mn_lopt_new_config(const mn_lopt_config *cfg, uint64_t seed) {
 mn_lopt *mn_lopt_new(mn_lopt_kind kind, uint64_t seed) {
     mn_lopt_config cfg = mn_lopt_default_config(kind);
     return mn_lopt_new_config(&cfg, seed);
+}
+
+mn_lopt *mn_lopt_clone(const mn_lopt *o) {
+    mn_lopt *c = lopt_create(&o->cfg, o->seed);
+    mn_lopt_copy_weights(c, o);
+    for (int i = 0; i < o->features.count; i++) mnt_copy_(c->features.items[i].tensor, o->features.items[i].tensor);
+    return c;
+}
+
+void mn_lopt_copy_weights(mn_lopt *dst, const mn_lopt *src) {
+    if (!lopt_config_equal(&dst->cfg, &src->cfg) || dst->weights.count != src->weights.count)
+        mn_fatal("mn_lopt_copy_weights: the two optimizers have different configs (%s, %s)",
+                 mn_lopt_kind_name(dst->cfg.kind), mn_lopt_kind_name(src->cfg.kind));
+    for (int i = 0; i < src->weights.count; i++) mnt_copy_(dst->weights.items[i].tensor, src->weights.items[i].tensor);
+}
+
+int64_t mn_lopt_weight_count(const mn_lopt *o) {
+    int64_t n = 0;
+    for (int i = 0; i < o->weights.count; i++) n += mn_numel(o->weights.items[i].tensor);
+    return n;
+}
+
+void mn_lopt_get_flat(const mn_lopt *o, float *out) {
+    for (int i = 0; i < o->weights.count; i++) {
+        mn_tensor *w = o->weights.items[i].tensor;
+        memcpy(out, mn_data(w), sizeof(float) * (size_t)mn_numel(w));
+        out += mn_numel(w);
+    }
+}
+
+void mn_lopt_set_flat(mn_lopt *o, const float *in) {
+    for (int i = 0; i < o->weights.count; i++) {
+        mn_tensor *w = o->weights.items[i].tensor;
+        memcpy(mn_data(w), in, sizeof(float) * (size_t)mn_numel(w));
+        mn__bump_version(w);
+        in += mn_numel(w);
+    }
 }
 
 const mn_lopt_config *mn_lopt_get_config(const mn_lopt *o) { return &o->cfg; }

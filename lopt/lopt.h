@@ -85,6 +85,14 @@ mn_lopt *mn_lopt_pretrained(mn_lopt_kind kind, mn_err *err);
 /* The meta-parameters: leaves that require grad, named as in the checkpoint. Train them with any
  * optimizer (e.g. mn_adam_new over this list). The random features are not among them. */
 const mn_params *mn_lopt_weights(const mn_lopt *o);
+/* A copy with the same config, weights and random features, in tensors of its own. */
+mn_lopt *mn_lopt_clone(const mn_lopt *o);
+/* dst's weights = src's (same config, else it stops with a message); the random features stay. */
+void mn_lopt_copy_weights(mn_lopt *dst, const mn_lopt *src);
+/* The weights as one flat vector, in mn_lopt_weights order (what estimators and MPI ranks exchange). */
+int64_t mn_lopt_weight_count(const mn_lopt *o);
+void mn_lopt_get_flat(const mn_lopt *o, float *out);  /* out [mn_lopt_weight_count] */
+void mn_lopt_set_flat(mn_lopt *o, const float *in);
 void mn_lopt_free(mn_lopt *o);
 
 /* Per-task state for a fixed list of parameter tensors (their shapes are remembered and checked

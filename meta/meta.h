@@ -120,43 +120,135 @@ typedef struct {
 bool mn_tbptt_estimate(const mn_lopt *o, mn_task_run *r, const mn_tbptt_opts *opts, mn_tensor **grads,
                        mn_tbptt_result *res);
 
+/* ---- one inner step without a graph ----------------------------------------------------------------------
+ * What training with a learned optimizer looks like after meta-training, and what the gradient-free
+ * estimators run: the task's gradient at r->params on a training batch (first order: the task's own graph
+ * only), then mn_lopt_apply with grad mode off (the fused path). r->params become the new values and r->step
+ * advances. Returns the training loss; when meta_loss is not NULL, *meta_loss = log (or, plain_mean, the
+ * value) of the task loss at the new parameters on a fresh meta-batch. */
+double mn_meta_inner_step(const mn_lopt *o, mn_task_run *r, float lr_scale, bool plain_mean, double *meta_loss);
+
+/* ---- truncation schedules: how long each sampled task is trained before a new one replaces it ------------ */
+typedef enum {
+    MN_HORIZON_UNIFORM,     /* T uniform in [min, max] */
+    MN_HORIZON_LOG_UNIFORM, /* log T uniform in [log min, log (max + 1)) */
+    MN_HORIZON_CONSTANT,    /* T = max */
+} mn_horizon_kind;
+int64_t mn_horizon_sample(mn_horizon_kind kind, int64_t min, int64_t max, mn_rng *rng);
+const char *mn_horizon_kind_name(mn_horizon_kind kind);            /* "uniform", "log-uniform", "constant" */
+bool mn_horizon_kind_parse(const char *name, mn_horizon_kind *out); /* false if unknown */
+
+/* ---- gradient estimators ---------------------------------------------------------------------------------
+ * An estimator turns one truncation of a task into an estimate of the meta-gradient, written as one flat
+ * vector over mn_lopt_weights (mn_lopt_get_flat order). Three are built in:
+ *   tbptt  truncated backprop through the K recorded steps (mn_tbptt_estimate), first or second order. Its
+ *          memory grows with K, and it is biased: it ignores how the weights shaped the truncation's start.
+ *   pes    Persistent Evolution Strategies (Vicol, Metz & Sohl-Dickstein, ICML 2021): `pairs` antithetic
+ *          particle pairs per task, each particle training its own copy of the task with the weights
+ *          perturbed by +eps or -eps (a fresh eps ~ N(0, sigma^2) per truncation), carried across
+ *          truncations. Each pair accumulates its perturbations xi += eps, and the estimate is
+ *            g = sum over pairs of xi (L+ - L-) / (2 pairs sigma^2),
+ *          with L+- the particles' meta-losses over this truncation: unbiased for the gradient of the
+ *          (Gaussian-smoothed) meta-loss of the whole run, not just of the truncation.
+ *   es     antithetic evolution strategies over the whole horizon: one truncation per task (all of its
+ *          remaining steps), xi = eps; unbiased too, at the price of one estimate per task.
+ * PES and ES step the particles on the fused no-graph path (mn_meta_inner_step): no graph is recorded,
+ * so memory does not grow with the truncation length. A pair with a non-finite loss is left out of the
+ * estimate and reported; the task then restarts. */
+typedef enum { MN_ESTIMATOR_TBPTT, MN_ESTIMATOR_PES, MN_ESTIMATOR_ES } mn_estimator_kind;
+const char *mn_estimator_kind_name(mn_estimator_kind kind);            /* "tbptt", "pes", "es" */
+bool mn_estimator_kind_parse(const char *name, mn_estimator_kind *out); /* false if unknown */
+
 typedef struct {
-    int tasks;                          /* B task runs per iteration: 4 */
-    mn_tbptt_opts estimator;            /* K = 20, first order, log meta-loss, lr_scale 1, clip 1 */
+    mn_estimator_kind kind;             /* tbptt */
+    mn_unroll_opts unroll;              /* K = 20 steps, first order, log meta-loss, lr_scale 1 (PES/ES: only
+                                         * steps, plain_mean and lr_scale apply; ES ignores steps) */
+    float clip;                         /* global L2 norm each estimate is clipped to: 1 (0: no clipping) */
+    float sigma;                        /* PES/ES: standard deviation of the perturbations: 0.01 */
+    int pairs;                          /* PES/ES: antithetic particle pairs per task: 4 */
+} mn_estimator_opts;
+
+/* One task slot of the outer loop: the runs an estimator keeps of one sampled task (all made from the same
+ * seed, so every particle starts from the same parameters and sees the same batches), and what it carries
+ * across truncations. */
+typedef struct {
+    uint64_t seed;                      /* the family seed naming the task */
+    int n_runs;                         /* tbptt 1; pes, es: 2 pairs (run 2j: +eps, run 2j+1: -eps) */
+    mn_task_run **runs;                 /* [n_runs], owned */
+    float *carry;                       /* pes: the pairs' accumulated perturbations [pairs][n_weights] */
+    int64_t n_carry;
+    mn_rng noise;                       /* the perturbations' stream */
+    mn_lopt *work[2];                   /* scratch copies of the optimizer the estimator overwrites */
+} mn_meta_slot;
+
+typedef struct {
+    double meta_loss, train_loss;       /* means over the particles that counted */
+    double grad_norm;                   /* of the estimate before clipping */
+    int particles, skipped;             /* particles (runs) used / left out as non-finite */
+    bool finite;                        /* false: no estimate (grad untouched) */
+    bool restart;                       /* the slot must start a new task (a non-finite particle) */
+} mn_meta_estimate;
+
+typedef struct mn_meta_estimator mn_meta_estimator;
+struct mn_meta_estimator {
+    const char *name;
+    mn_estimator_opts opts;
+    int (*runs_per_task)(const mn_meta_estimator *e);
+    int64_t (*carry_floats)(const mn_meta_estimator *e, int64_t n_weights);
+    /* One truncation of slot s with the weights of o: the estimate into grad [mn_lopt_weight_count(o)],
+     * clipped; the runs advance. Returns res->finite. Must not change o (several slots may be estimated
+     * at once on threads). */
+    bool (*estimate)(const mn_meta_estimator *e, const mn_lopt *o, mn_meta_slot *s, float *grad,
+                     mn_meta_estimate *res);
+};
+/* The built-in estimator of opts->kind (stops with a message on invalid options). */
+mn_meta_estimator mn_meta_estimator_make(const mn_estimator_opts *opts);
+/* A slot of task `seed` from family f, its runs' states made for o (the same config is required later). */
+mn_meta_slot *mn_meta_slot_new(const mn_meta_estimator *e, const mn_lopt *o, const mn_meta_family *f, uint64_t seed,
+                               int64_t horizon);
+void mn_meta_slot_free(mn_meta_slot *s);
+
+typedef struct {
+    int tasks;                          /* B task slots per iteration: 4 */
+    mn_estimator_opts estimator;        /* tbptt, K = 20, first order, log meta-loss, lr_scale 1, clip 1 */
     float meta_lr;                      /* Adam (betas 0.9, 0.999, eps 1e-8) on the weights: 1e-3 */
-    int64_t horizon_min, horizon_max;   /* each task's horizon T uniform in [100, 1000] */
+    mn_horizon_kind horizon;            /* uniform */
+    int64_t horizon_min, horizon_max;   /* each task's horizon T in [100, 1000] */
     uint64_t seed;                      /* task seeds and horizons */
+    int task_threads;                   /* slots estimated at once, one inner thread each: 1. The results do not
+                                         * depend on it (each slot computes alone; they are combined in order) */
 } mn_meta_trainer_opts;
 mn_meta_trainer_opts mn_meta_trainer_default_opts(void);
 
 typedef struct {
     int64_t iteration;                  /* iterations completed, this one included */
-    double meta_loss, train_loss;       /* means over the truncations that counted (NAN if none) */
+    double meta_loss, train_loss;       /* means over the slots that counted (NAN if none) */
     double grad_norm;                   /* mean meta-gradient norm before clipping */
-    int counted, skipped;               /* truncations used / skipped as non-finite in this iteration */
+    int counted, skipped;               /* slots used / without an estimate (non-finite) in this iteration */
+    int skipped_particles;              /* PES/ES particles left out as non-finite in this iteration */
     int restarted;                      /* tasks restarted at their horizon or after a skip */
-    int64_t total_skipped;              /* over the whole run (resumes included) */
+    int64_t total_skipped;              /* slots skipped over the whole run (resumes included) */
+    int64_t inner_steps;                /* inner steps taken by all particles in this iteration */
 } mn_meta_stats;
 
 /* The outer loop. o and f are the caller's and must outlive the trainer; o's weights are trained in
  * place. The first B tasks are sampled at creation. */
 typedef struct mn_meta_trainer mn_meta_trainer;
 mn_meta_trainer *mn_meta_trainer_new(mn_lopt *o, const mn_meta_family *f, const mn_meta_trainer_opts *opts);
-/* One meta-iteration: a truncation of each task run (skipping and restarting non-finite ones), the
- * average of the clipped meta-gradients of those that counted, one Adam step on the weights (none when
- * all were skipped), restarts of tasks that reached their horizon. */
+/* One meta-iteration: an estimate from each slot (on opts.task_threads threads), the average of those that
+ * were finite, one Adam step on the weights (none when all were skipped), restarts of the tasks that
+ * reached their horizon or were skipped. */
 void mn_meta_trainer_iterate(mn_meta_trainer *tr, mn_meta_stats *stats);
 int64_t mn_meta_trainer_iteration(const mn_meta_trainer *tr);
-const mn_task_run *mn_meta_trainer_run(const mn_meta_trainer *tr, int i); /* task run i < B */
+const mn_task_run *mn_meta_trainer_run(const mn_meta_trainer *tr, int i); /* slot i's first run, i < B */
 /* Everything a resume needs in directory dir: the weights (optimizer.safetensors, mn_lopt_save), the
  * Adam state, every task run (parameters, optimizer state, data streams, step, horizon, seed), the
- * iteration, the sampling stream and the options. Written into dir.tmp, then swapped in by renames,
- * so dir always holds a complete checkpoint. */
+ * estimators' carried state, the iteration, the sampling stream and the options. Written into dir.tmp,
+ * then swapped in by renames, so dir always holds a complete checkpoint. */
 bool mn_meta_trainer_save(const mn_meta_trainer *tr, const char *dir, mn_err *err);
 /* Restores a trainer made with the same optimizer config, family and options (else an error naming
  * what differs); the weights are copied into o. Nothing changes on failure. */
 bool mn_meta_trainer_load(mn_meta_trainer *tr, const char *dir, mn_err *err);
 void mn_meta_trainer_free(mn_meta_trainer *tr);
-
 
 #endif

@@ -72,6 +72,19 @@ static void options_meta(const mn_meta_trainer *tr, meta_list *m) {
     meta_add(m, "horizon_min", "%" PRId64, p->horizon_min);
     meta_add(m, "horizon_max", "%" PRId64, p->horizon_max);
     meta_add(m, "seed", "%" PRIu64, p->seed);
+    /* only where they differ from the first format's fixed choices, so its checkpoints still resume */
+    if (p->estimator.kind != MN_ESTIMATOR_TBPTT) {
+        meta_add(m, "estimator", "%s", mn_estimator_kind_name(p->estimator.kind));
+        add_float(m, "sigma", p->estimator.sigma);
+        meta_add(m, "pairs", "%d", p->estimator.pairs);
+    }
+    if (p->horizon != MN_HORIZON_UNIFORM) meta_add(m, "horizon", "%s", mn_horizon_kind_name(p->horizon));
+}
+
+static const char *slot_key(int b, const char *what) {
+    static char key[48];
+    snprintf(key, sizeof key, "slot.%d.%s", b, what);
+    return key;
 }
 
 static const char *run_key(int b, const char *what) {
@@ -111,14 +124,29 @@ static bool write_trainer(const mn_meta_trainer *tr, const char *dir, mn_err *er
     meta_add(m, "iteration", "%" PRId64, tr->iteration);
     meta_add(m, "total_skipped", "%" PRId64, tr->total_skipped);
     meta_add(m, "rng", "%" PRIu64 ":%" PRIu64, tr->rng.seed, tr->rng.counter);
-    int n_entries = 0;
-    for (int b = 0; b < tr->opts.tasks; b++) n_entries += tr->runs[b]->task->n_params;
+    int n_entries = 0, R = tr->est.runs_per_task(&tr->est);
+    for (int b = 0; b < tr->opts.tasks; b++) {
+        n_entries += tr->slots[b]->n_carry > 0;
+        for (int j = 0; j < R; j++) n_entries += tr->slots[b]->runs[j]->task->n_params;
+    }
     mn_st_entry *entries = calloc((size_t)n_entries, sizeof *entries);
     char (*names)[48] = calloc((size_t)n_entries, sizeof *names);
     if (!entries || !names) mn_fatal("mn_meta_trainer_save: out of memory");
     n_entries = 0;
-    for (int b = 0; b < tr->opts.tasks; b++) {
-        const mn_task_run *r = tr->runs[b];
+    mn_scope sc = mn_scope_begin();
+    for (int k = 0; k < tr->opts.tasks * R; k++) {
+        const mn_meta_slot *s = tr->slots[k / R];
+        const mn_task_run *r = s->runs[k % R];
+        int b = k;
+        if (k % R == 0) {
+            meta_add(m, slot_key(k / R, "noise"), "%" PRIu64 ":%" PRIu64, s->noise.seed, s->noise.counter);
+            if (s->n_carry) {
+                snprintf(names[n_entries], sizeof names[0], "slot.%d.carry", k / R);
+                mn_tensor *c = mn_from_data(MN_SHAPE(s->n_carry), s->carry);
+                entries[n_entries] = (mn_st_entry){names[n_entries], c};
+                n_entries++;
+            }
+        }
         meta_add(m, run_key(b, "seed"), "%" PRIu64, r->seed);
         meta_add(m, run_key(b, "step"), "%" PRId64, r->step);
         meta_add(m, run_key(b, "horizon"), "%" PRId64, r->horizon);
@@ -136,6 +164,7 @@ static bool write_trainer(const mn_meta_trainer *tr, const char *dir, mn_err *er
     for (int i = 0; i < m->n; i++) kv[2 * i] = m->keys[i], kv[2 * i + 1] = m->values[i];
     char path[4200];
     bool ok = mn_st_write(join(path, sizeof path, dir, "trainer.safetensors"), n_entries, entries, m->n, kv, err);
+    mn_scope_end(sc);
     free(kv);
     free(entries);
     free(names);
@@ -152,9 +181,10 @@ bool mn_meta_trainer_save(const mn_meta_trainer *tr, const char *dir, mn_err *er
     bool ok = mn_lopt_save(tr->o, join(path, sizeof path, tmp, "optimizer.safetensors"), err) &&
               mn_optim_save(tr->adam, join(path, sizeof path, tmp, "meta_optimizer.safetensors"), err) &&
               write_trainer(tr, tmp, err);
-    for (int b = 0; ok && b < tr->opts.tasks; b++) {
-        snprintf(name, sizeof name, "run.%d.state.safetensors", b);
-        ok = mn_lopt_state_save(tr->runs[b]->state, join(path, sizeof path, tmp, name), err);
+    int R = tr->est.runs_per_task(&tr->est);
+    for (int k = 0; ok && k < tr->opts.tasks * R; k++) {
+        snprintf(name, sizeof name, "run.%d.state.safetensors", k);
+        ok = mn_lopt_state_save(tr->slots[k / R]->runs[k % R]->state, join(path, sizeof path, tmp, name), err);
     }
     if (!ok) {
         remove_dir(tmp);
@@ -226,25 +256,67 @@ static bool load_params(const mn_st_file *f, int b, mn_task_run *r, mn_err *err)
     return true;
 }
 
-/* Re-creates run b from its seed and restores its parameters, state, streams and counters. */
-static mn_task_run *load_run(const mn_meta_trainer *tr, const mn_st_file *f, const char *dir, int b, mn_err *err) {
+/* Restores run k (of the slot's runs, made from the same seed) from the file: parameters, state, streams
+ * and counters. */
+static bool load_run(const mn_st_file *f, const char *dir, int k, mn_task_run *r, mn_err *err) {
     uint64_t seed, step, horizon;
     mn_rng data, meta;
-    if (!meta_u64(f, run_key(b, "seed"), &seed, err) || !meta_u64(f, run_key(b, "step"), &step, err) ||
-        !meta_u64(f, run_key(b, "horizon"), &horizon, err) || !meta_rng(f, run_key(b, "data_rng"), &data, err) ||
-        !meta_rng(f, run_key(b, "meta_rng"), &meta, err))
-        return NULL;
-    mn_task_run *r = mn_task_run_new(tr->family->sample(tr->family, seed), seed, tr->o, (int64_t)horizon);
+    if (!meta_u64(f, run_key(k, "seed"), &seed, err) || !meta_u64(f, run_key(k, "step"), &step, err) ||
+        !meta_u64(f, run_key(k, "horizon"), &horizon, err) || !meta_rng(f, run_key(k, "data_rng"), &data, err) ||
+        !meta_rng(f, run_key(k, "meta_rng"), &meta, err))
+        return false;
+    if (seed != r->seed || (int64_t)horizon != r->horizon)
+        return mn_err_set(err, "%s: run %d has seed %" PRIu64 " and horizon %" PRIu64
+                               ", unlike the other runs of its task",
+                          mn_st_path(f), k, seed, horizon);
     char path[4200], name[64];
-    snprintf(name, sizeof name, "run.%d.state.safetensors", b);
-    if (!load_params(f, b, r, err) || !mn_lopt_state_load(r->state, join(path, sizeof path, dir, name), err)) {
-        mn_task_run_free(r);
-        return NULL;
-    }
+    snprintf(name, sizeof name, "run.%d.state.safetensors", k);
+    if (!load_params(f, k, r, err) || !mn_lopt_state_load(r->state, join(path, sizeof path, dir, name), err))
+        return false;
     r->step = (int64_t)step;
     r->data_rng = data;
     r->meta_rng = meta;
-    return r;
+    return true;
+}
+
+/* Re-creates slot b from its first run's seed and horizon, then restores its runs and carried state. */
+static mn_meta_slot *load_slot(const mn_meta_trainer *tr, const mn_st_file *f, const char *dir, int b,
+                               int *n_tensors, mn_err *err) {
+    int R = tr->est.runs_per_task(&tr->est);
+    uint64_t seed, horizon;
+    if (!meta_u64(f, run_key(b * R, "seed"), &seed, err) || !meta_u64(f, run_key(b * R, "horizon"), &horizon, err))
+        return NULL;
+    mn_meta_slot *s = mn_meta_slot_new(&tr->est, tr->o, tr->family, seed, (int64_t)horizon);
+    bool ok = true;
+    for (int j = 0; ok && j < R; j++) {
+        ok = load_run(f, dir, b * R + j, s->runs[j], err);
+        *n_tensors += s->runs[j]->task->n_params;
+    }
+    const char *noise = slot_key(b, "noise");
+    ok = ok && (mn_st_meta(f, noise) ? meta_rng(f, noise, &s->noise, err) : true); /* absent in the first format */
+    if (ok && s->n_carry) {
+        char name[48];
+        snprintf(name, sizeof name, "slot.%d.carry", b);
+        const char *dtype;
+        int ndim;
+        int64_t shape[MN_MAX_DIMS];
+        ok = mn_st_info(f, name, &dtype, &ndim, shape) && !strcmp(dtype, "F32") && ndim == 1 && shape[0] == s->n_carry;
+        if (!ok) {
+            mn_err_set(err, "%s: tensor %s is missing or not F32 [%lld]", mn_st_path(f), name, (long long)s->n_carry);
+        } else {
+            mn_scope sc = mn_scope_begin();
+            mn_tensor *t = mn_st_read(f, name, err);
+            if (t) memcpy(s->carry, mn_data(t), sizeof(float) * (size_t)s->n_carry);
+            ok = t != NULL;
+            mn_scope_end(sc);
+        }
+        (*n_tensors)++;
+    }
+    if (!ok) {
+        mn_meta_slot_free(s);
+        return NULL;
+    }
+    return s;
 }
 
 /* The checkpoint's optimizer must have this trainer's config; its weights come back in *loaded. */
@@ -300,12 +372,11 @@ bool mn_meta_trainer_load(mn_meta_trainer *tr, const char *dir_in, mn_err *err) 
     ok = ok && meta_u64(f, "iteration", &iteration, err) && meta_u64(f, "total_skipped", &skipped, err) &&
          meta_rng(f, "rng", &rng, err);
     int B = tr->opts.tasks, n_expected = 0;
-    mn_task_run **runs = calloc((size_t)B, sizeof *runs);
-    if (!runs) mn_fatal("mn_meta_trainer_load: out of memory");
+    mn_meta_slot **slots = calloc((size_t)B, sizeof *slots);
+    if (!slots) mn_fatal("mn_meta_trainer_load: out of memory");
     for (int b = 0; ok && b < B; b++) {
-        runs[b] = load_run(tr, f, dir, b, err);
-        ok = runs[b] != NULL;
-        if (ok) n_expected += runs[b]->task->n_params;
+        slots[b] = load_slot(tr, f, dir, b, &n_expected, err);
+        ok = slots[b] != NULL;
     }
     if (ok && mn_st_count(f) != n_expected)
         ok = mn_err_set(err, "%s: %d tensors, expected %d", mn_st_path(f), mn_st_count(f), n_expected);
@@ -318,16 +389,16 @@ bool mn_meta_trainer_load(mn_meta_trainer *tr, const char *dir_in, mn_err *err) 
         const mn_params *w = mn_lopt_weights(tr->o), *lw = mn_lopt_weights(loaded);
         for (int i = 0; i < w->count; i++) mnt_copy_(w->items[i].tensor, lw->items[i].tensor);
         for (int b = 0; b < B; b++) {
-            mn_task_run_free(tr->runs[b]);
-            tr->runs[b] = runs[b];
+            mn_meta_slot_free(tr->slots[b]);
+            tr->slots[b] = slots[b];
         }
         tr->iteration = (int64_t)iteration;
         tr->total_skipped = (int64_t)skipped;
         tr->rng = rng;
     } else {
-        for (int b = 0; b < B; b++) mn_task_run_free(runs[b]);
+        for (int b = 0; b < B; b++) mn_meta_slot_free(slots[b]);
     }
     mn_lopt_free(loaded);
-    free(runs);
+    free(slots);
     return ok;
 }

@@ -23,8 +23,10 @@ typedef struct block {
     struct block *next;
 } block;
 
-static block *g_free_list[N_CLASSES];
-static int64_t g_cached_bytes;
+/* per thread: a block freed by another thread than the one that allocated it joins the freeing
+ * thread's cache, which is fine for malloc'd blocks */
+static MN_THREAD_LOCAL block *g_free_list[N_CLASSES];
+static MN_THREAD_LOCAL int64_t g_cached_bytes;
 static int64_t g_cache_limit = -1;
 
 /* The cache never holds more than the program once had live at the same time

@@ -65,14 +65,15 @@ char *mn__dims_str(int ndim, const int64_t *shape, char *buf) {
 
 /* ---- memory ------------------------------------------------------------ */
 
+/* counters shared by all threads: updated atomically */
 static int64_t g_live_bytes;
 static int64_t g_live_tensors;
 
 static int64_t g_peak_live_bytes;
 
-int64_t mn_live_bytes(void) { return g_live_bytes; }
-int64_t mn__peak_live_bytes(void) { return g_peak_live_bytes; }
-int64_t mn_live_tensors(void) { return g_live_tensors; }
+int64_t mn_live_bytes(void) { return __atomic_load_n(&g_live_bytes, __ATOMIC_RELAXED); }
+int64_t mn__peak_live_bytes(void) { return __atomic_load_n(&g_peak_live_bytes, __ATOMIC_RELAXED); }
+int64_t mn_live_tensors(void) { return __atomic_load_n(&g_live_tensors, __ATOMIC_RELAXED); }
 
 mn_storage *mn__storage_new(size_t nbytes) {
     mn_storage *s = malloc(sizeof *s);
@@ -80,14 +81,17 @@ mn_storage *mn__storage_new(size_t nbytes) {
     s->nbytes = nbytes;
     s->refcount = 1;
     s->version = 0;
-    g_live_bytes += (int64_t)nbytes;
-    if (g_live_bytes > g_peak_live_bytes) g_peak_live_bytes = g_live_bytes;
+    int64_t live = __atomic_add_fetch(&g_live_bytes, (int64_t)nbytes, __ATOMIC_RELAXED);
+    int64_t peak = __atomic_load_n(&g_peak_live_bytes, __ATOMIC_RELAXED);
+    while (live > peak &&
+           !__atomic_compare_exchange_n(&g_peak_live_bytes, &peak, live, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
     return s;
 }
 
 static void storage_release(mn_storage *s) {
-    if (!s || --s->refcount > 0) return;
-    g_live_bytes -= (int64_t)s->nbytes;
+    if (!s || __atomic_sub_fetch(&s->refcount, 1, __ATOMIC_ACQ_REL) > 0) return;
+    __atomic_sub_fetch(&g_live_bytes, (int64_t)s->nbytes, __ATOMIC_RELAXED);
     mn__free(s->data, s->capacity);
     free(s);
 }
@@ -96,29 +100,30 @@ static void (*g_node_destructor)(struct mn_node *);
 void mn__set_node_destructor(void (*fn)(struct mn_node *)) { g_node_destructor = fn; }
 
 mn_tensor *mn_retain(mn_tensor *t) {
-    if (t) t->refcount++;
+    if (t) __atomic_add_fetch(&t->refcount, 1, __ATOMIC_RELAXED);
     return t;
 }
 
 /* Releasing a long graph would recurse once per node; a work list keeps the
  * C stack flat however deep the graph is. */
-static mn_tensor **g_dead;
-static size_t g_dead_len, g_dead_cap;
-static bool g_draining;
+static MN_THREAD_LOCAL mn_tensor **g_dead;
+static MN_THREAD_LOCAL size_t g_dead_len, g_dead_cap;
+static MN_THREAD_LOCAL bool g_draining;
 
 static void destroy_tensor(mn_tensor *t) {
     storage_release(t->storage);
     if (t->node && g_node_destructor) g_node_destructor(t->node);
     mn_release(t->grad);
     mn_release(t->ag_grad);
-    g_live_tensors--;
+    __atomic_sub_fetch(&g_live_tensors, 1, __ATOMIC_RELAXED);
     free(t);
 }
 
 void mn_release(mn_tensor *t) {
     if (!t) return;
-    if (t->refcount <= 0) mn_fatal("mn_release: tensor released more often than retained");
-    if (--t->refcount > 0) return;
+    int rc = __atomic_sub_fetch(&t->refcount, 1, __ATOMIC_ACQ_REL);
+    if (rc < 0) mn_fatal("mn_release: tensor released more often than retained");
+    if (rc > 0) return;
     if (g_dead_len == g_dead_cap) {
         g_dead_cap = g_dead_cap ? 2 * g_dead_cap : 256;
         g_dead = realloc(g_dead, g_dead_cap * sizeof *g_dead);
@@ -130,9 +135,9 @@ void mn_release(mn_tensor *t) {
     g_draining = false;
 }
 
-static mn_tensor **g_pool;
-static size_t g_pool_len, g_pool_cap;
-static int g_scope_depth;
+static MN_THREAD_LOCAL mn_tensor **g_pool;
+static MN_THREAD_LOCAL size_t g_pool_len, g_pool_cap;
+static MN_THREAD_LOCAL int g_scope_depth;
 
 mn_tensor *mn_autorelease(mn_tensor *t) {
     if (!t || g_scope_depth == 0) return t;
@@ -145,8 +150,8 @@ mn_tensor *mn_autorelease(mn_tensor *t) {
 }
 
 /* A scope is its index on the stack of pool marks. */
-static size_t *g_marks;
-static size_t g_marks_cap;
+static MN_THREAD_LOCAL size_t *g_marks;
+static MN_THREAD_LOCAL size_t g_marks_cap;
 
 mn_scope mn_scope_begin(void) {
     if ((size_t)g_scope_depth == g_marks_cap) {
@@ -214,7 +219,7 @@ mn_tensor *mn__tensor_struct(mn_dtype dtype, int ndim, const int64_t *shape, con
     }
     t->offset = offset;
     t->storage = storage;
-    g_live_tensors++;
+    __atomic_add_fetch(&g_live_tensors, 1, __ATOMIC_RELAXED);
     return mn_autorelease(t);
 }
 

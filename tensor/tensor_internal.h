@@ -21,6 +21,11 @@ void mn__set_node_destructor(void (*fn)(struct mn_node *));
 /* Element-wise iteration over up to 4 operands sharing one shape (operand 0 is
  * usually the output). Dimensions are coalesced where every operand allows it,
  * so contiguous and row-broadcast cases reach the inner loop as long runs. */
+/* Per-thread runtime state (scopes, the release work list, grad mode, the allocation cache), so
+ * several threads can each build and run their own graphs at once (meta-training's task threads).
+ * initial-exec: one instruction per access; the few bytes fit the static TLS of a dlopen'd copy. */
+#define MN_THREAD_LOCAL _Thread_local __attribute__((tls_model("initial-exec")))
+
 #define MN_ITER_MAX_OPS 4
 typedef struct {
     int nops, ndim;

@@ -5,7 +5,7 @@
 #include <string.h>
 
 mn_tensor *mnt_view(mn_tensor *t, int ndim, const int64_t *shape, const int64_t *strides, int64_t offset) {
-    t->storage->refcount++;
+    __atomic_add_fetch(&t->storage->refcount, 1, __ATOMIC_RELAXED);
     return mn__tensor_struct(t->dtype, ndim, shape, strides, offset, t->storage);
 }
 
