@@ -367,6 +367,16 @@ bool mn_meta_trainer_load(mn_meta_trainer *tr, const char *dir_in, mn_err *err) 
                             v ? v : "(missing)", m->values[i]);
     }
     free(m);
+    /* the keys the first format lacked: absent means its fixed choices */
+    const char *keys[2] = {"estimator", "horizon"};
+    const char *fallback[2] = {"tbptt", "uniform"};
+    const char *want[2] = {mn_estimator_kind_name(tr->opts.estimator.kind), mn_horizon_kind_name(tr->opts.horizon)};
+    for (int i = 0; ok && i < 2; i++) {
+        const char *v = mn_st_meta(f, keys[i]);
+        if (strcmp(v ? v : fallback[i], want[i]))
+            ok = mn_err_set(err, "%s: checkpoint has %s = \"%s\", this run has \"%s\"", path, keys[i],
+                            v ? v : fallback[i], want[i]);
+    }
     uint64_t iteration = 0, skipped = 0;
     mn_rng rng = {0};
     ok = ok && meta_u64(f, "iteration", &iteration, err) && meta_u64(f, "total_skipped", &skipped, err) &&
