@@ -1,6 +1,6 @@
-/* meta_train: meta-trains a learned optimizer (LSTM, Mnemosyne-C or Mnemosyne-T) by truncated
- * backpropagation through the unrolled training of tasks sampled from a family
- * (spec/meta_training.md). Writes into --out DIR:
+/* meta_train: meta-trains a learned optimizer (LSTM, Mnemosyne-C or Mnemosyne-T) on tasks sampled
+ * from a family, with a meta-gradient estimator of meta/ (truncated backprop, PES or ES). Writes into
+ * --out DIR:
  *   optimizer.safetensors  the learned optimizer (mn_lopt_save; what --optimizer KIND:CKPT loads)
  *   optimizer_best.safetensors  the weights with the best validation so far (held-out tasks of the family
  *                          trained from scratch for --val-steps steps: mean log training loss)
@@ -22,10 +22,10 @@
 #include <sys/stat.h>
 
 typedef struct {
-    const char *optimizer, *family, *widths, *out, *init, *data_dir;
+    const char *optimizer, *family, *widths, *out, *init, *data_dir, *estimator, *horizon;
     long image_size, tasks, unroll, iterations, horizon_min, horizon_max, seed, threads, checkpoint_every;
-    long val_tasks, val_steps, val_every;
-    double meta_lr, clip, lr_scale;
+    long val_tasks, val_steps, val_every, pairs, task_threads;
+    double meta_lr, clip, lr_scale, sigma;
     bool second_order, plain_loss, resume, select_final, store_steps;
 } options;
 
@@ -115,32 +115,17 @@ static validation validate(const mn_lopt *o, const mn_meta_family *f, uint64_t s
     for (int k = 0; k < n; k++) {
         uint64_t task_seed = (uint64_t)mn_rng_u32(&seeds) << 32 | mn_rng_u32(&seeds);
         mn_task_run *r = mn_task_run_new(f->sample(f, task_seed), task_seed, o, steps);
-        int np = r->task->n_params;
-        mn_tensor **d = calloc((size_t)np * 3, sizeof *d), **g = d + np, **next = g + np;
         double sum = 0, last = 0;
         for (int s = 0; s < steps; s++) {
-            mn_scope sc = mn_scope_begin();
-            for (int i = 0; i < np; i++) d[i] = mn_requires_grad(mn_detach(r->params[i]), true);
-            mn_tensor *loss = mn_meta_task_loss(r->task, d, &r->data_rng);
-            double l = mn_item(loss);
+            double l = mn_meta_inner_step(o, r, lr_scale, false, NULL);
             sum += isfinite(l) && l > 0 ? log(l) : (isfinite(l) ? -30 : 30); /* a diverged run counts as e^30 */
             if (s >= steps - tail) last += isfinite(l) ? l / tail : INFINITY;
-            mn_grad(1, &loss, NULL, np, d, g, 0);
-            bool prev = mn_no_grad_begin();
-            mn_lopt_apply(o, r->state, np, r->params, g, lr_scale, next);
-            mn_no_grad_end(prev);
-            for (int i = 0; i < np; i++) {
-                mn_release(r->params[i]);
-                r->params[i] = mn_retain(next[i]);
-            }
-            mn_scope_end(sc);
         }
         double test, metric;
         r->task->vt->test(r->task, r->params, &test, &metric);
         v.log_loss += sum / steps / n;
         v.final_log_loss += (isfinite(last) && last > 0 ? log(last) : 30) / n;
         v.test_loss += test / n;
-        free(d);
         mn_task_run_free(r);
     }
     return v;
@@ -206,9 +191,15 @@ static int run(const options *op, mn_meta_trainer *tr, mn_lopt *o, const mn_meta
     size_t n_weights = 0;
     for (int i = 0; i < mn_lopt_weights(o)->count; i++)
         n_weights += (size_t)mn_numel(mn_lopt_weights(o)->items[i].tensor);
-    fprintf(stderr, "%s: %zu weights; family %s, B = %ld, K = %ld, %s order, %d threads; tasks:\n", op->optimizer,
-            n_weights, family->name, op->tasks, op->unroll, op->second_order ? "second" : "first",
-            omp_get_max_threads());
+    char est[96];
+    if (!strcmp(op->estimator, "tbptt"))
+        snprintf(est, sizeof est, "tbptt (%s order)", op->second_order ? "second" : "first");
+    else
+        snprintf(est, sizeof est, "%s (%ld antithetic pairs, sigma %g)", op->estimator, op->pairs, op->sigma);
+    fprintf(stderr, "%s: %zu weights; family %s, B = %ld, K = %ld, %s, %s horizons in [%ld, %ld], %ld task thread%s x %d inner; tasks:\n",
+            op->optimizer, n_weights, family->name, op->tasks, op->unroll, est, op->horizon, op->horizon_min,
+            op->horizon_max, op->task_threads, op->task_threads == 1 ? "" : "s",
+            op->task_threads > 1 ? 1 : omp_get_max_threads());
     for (int b = 0; b < op->tasks; b++) {
         const mn_task_run *r = mn_meta_trainer_run(tr, b);
         fprintf(stderr, "  %s (step %lld of %lld)\n", r->task->desc, (long long)r->step, (long long)r->horizon);
@@ -225,25 +216,30 @@ static int run(const options *op, mn_meta_trainer *tr, mn_lopt *o, const mn_meta
     progress pr;
     progress_start_at(&pr, first, op->iterations, "tasks");
     double start = progress_now(), iterating = 0; /* seconds spent in iterations (no validation, checkpoints) */
+    int64_t inner_steps = 0;
     int status = 0;
     for (int64_t it = first; it < op->iterations; it++) {
         mn_meta_stats st;
         double t0 = progress_now();
         mn_meta_trainer_iterate(tr, &st);
         iterating += progress_now() - t0;
+        inner_steps += st.inner_steps;
         done++;
         fprintf(log, "{\"iteration\": %lld", (long long)st.iteration);
         json_num(log, "meta_loss", st.meta_loss);
         json_num(log, "train_loss", st.train_loss);
         json_num(log, "grad_norm", st.grad_norm);
-        fprintf(log, ", \"counted\": %d, \"skipped\": %d, \"total_skipped\": %lld, \"restarted\": %d", st.counted,
-                st.skipped, (long long)st.total_skipped, st.restarted);
+        fprintf(log,
+                ", \"counted\": %d, \"skipped\": %d, \"skipped_particles\": %d, \"total_skipped\": %lld, "
+                "\"restarted\": %d, \"inner_steps\": %lld",
+                st.counted, st.skipped, st.skipped_particles, (long long)st.total_skipped, st.restarted,
+                (long long)st.inner_steps);
         json_num(log, "seconds", progress_now() - start);
         fprintf(log, "}\n");
         history_add(&h, (double)st.iteration, st.meta_loss);
         char extra[96];
-        snprintf(extra, sizeof extra, "train %.4g  skipped %lld  %.2fs/it", st.train_loss, (long long)st.total_skipped,
-                 iterating / (double)done);
+        snprintf(extra, sizeof extra, "train %.4g  skipped %lld  %.2fs/it  %.0f inner steps/s", st.train_loss,
+                 (long long)st.total_skipped, iterating / (double)done, (double)inner_steps / iterating);
         progress_update_extra(&pr, st.iteration, st.meta_loss, done * op->tasks, extra);
         if (op->val_tasks > 0 && (st.iteration % val_every == 0 || st.iteration == op->iterations) &&
             !record_validation(op, o, family, st.iteration, log, &val, &err)) {
@@ -265,9 +261,10 @@ static int run(const options *op, mn_meta_trainer *tr, mn_lopt *o, const mn_meta
         snprintf(path, sizeof path, "%s/optimizer.safetensors", op->out);
         long long bytes = stat(path, &sst) == 0 ? (long long)sst.st_size : -1;
         fprintf(stderr,
-                "%lld iterations in %.1f s (iterations alone: %.2f s each, %.2f s per truncation); %s: %lld bytes\n",
+                "%lld iterations in %.1f s (iterations alone: %.2f s each, %.2f s per truncation, %.0f inner steps/s); "
+                "%s: %lld bytes\n",
                 (long long)done, progress_now() - start, iterating / (double)done,
-                iterating / (double)(done * op->tasks), path, bytes);
+                iterating / (double)(done * op->tasks), (double)inner_steps / iterating, path, bytes);
     } else if (done == 0) {
         fprintf(stderr, "nothing to do: the run is already at iteration %lld of %ld\n", (long long)first,
                 op->iterations);
@@ -284,7 +281,8 @@ int main(int argc, char **argv) {
     options op = {.optimizer = "mnemosyne-t", .family = "mlp", .widths = "16,32,64", .out = NULL, .image_size = 14, .tasks = 4,
                   .unroll = 20, .iterations = 1000, .horizon_min = 100, .horizon_max = 1000, .seed = 0,
                   .threads = 1, .checkpoint_every = 50, .val_tasks = 2, .val_steps = 100, .meta_lr = 1e-3,
-                  .clip = 1.0, .lr_scale = 1.0};
+                  .clip = 1.0, .lr_scale = 1.0, .estimator = "tbptt", .horizon = "uniform", .sigma = 0.01,
+                  .pairs = 4, .task_threads = 1};
     cli_opt opts[] = {
         {"--optimizer", CLI_STRING, &op.optimizer, "learned optimizer: lstm, mnemosyne-c or mnemosyne-t"},
         {"--family", CLI_STRING, &op.family, "task family: mlp (Fashion-MNIST MLPs), vit (tiny ViTs on Fashion-MNIST), mlp+vit (half each) or quadratic"},
@@ -294,7 +292,13 @@ int main(int argc, char **argv) {
         {"--unroll", CLI_INT, &op.unroll, "inner steps per truncation (K)", 1, 100000},
         {"--iterations", CLI_INT, &op.iterations, "meta-iterations in all (a resumed run counts the done ones)", 1,
          1e9},
-        {"--second-order", CLI_FLAG, &op.second_order, "differentiate through the inner gradients too"},
+        {"--estimator", CLI_STRING, &op.estimator,
+         "meta-gradient estimator: tbptt (truncated backprop through the K recorded steps), pes (persistent "
+         "evolution strategies: unbiased over the whole run, no graph) or es (antithetic evolution strategies "
+         "over each task's whole horizon)"},
+        {"--sigma", CLI_FLOAT, &op.sigma, "pes, es: standard deviation of the weight perturbations", 1e-9, 10},
+        {"--pairs", CLI_INT, &op.pairs, "pes, es: antithetic particle pairs per task", 1, 4096},
+        {"--second-order", CLI_FLAG, &op.second_order, "tbptt: differentiate through the inner gradients too"},
         {"--plain-loss", CLI_FLAG, &op.plain_loss, "meta-loss = mean of the losses instead of mean of their logs"},
         {"--store-steps", CLI_FLAG, &op.store_steps,
          "keep every inner step's intermediates for the backward pass instead of recomputing them: faster, "
@@ -302,11 +306,16 @@ int main(int argc, char **argv) {
         {"--meta-lr", CLI_FLOAT, &op.meta_lr, "Adam learning rate on the optimizer weights", 1e-9, 10},
         {"--clip", CLI_FLOAT, &op.clip, "clip each task's meta-gradient to this global norm (0: off)", 0, 1e9},
         {"--lr-scale", CLI_FLOAT, &op.lr_scale, "the learned optimizer's lr_scale during meta-training", 1e-6, 1e6},
+        {"--horizon", CLI_STRING, &op.horizon,
+         "how task horizons are drawn: uniform or log-uniform in [--horizon-min, --horizon-max], or constant "
+         "(--horizon-max)"},
         {"--horizon-min", CLI_INT, &op.horizon_min, "shortest task horizon T (inner steps)", 1, 1e9},
         {"--horizon-max", CLI_INT, &op.horizon_max, "longest task horizon T (inner steps)", 1, 1e9},
         {"--seed", CLI_INT, &op.seed, "seed of the optimizer's initialisation, task sampling and data", 0, 9e15},
         {"--threads", CLI_INT, &op.threads,
          "OpenMP threads (0: all cores; 1 is fastest for these small tensors on a busy machine)", 0, 1024},
+        {"--task-threads", CLI_INT, &op.task_threads,
+         "tasks estimated at once, one inner thread each (the results do not depend on it)", 1, 1024},
         {"--out", CLI_STRING, &op.out, "output directory (default meta_runs/OPTIMIZER)"},
         {"--checkpoint-every", CLI_INT, &op.checkpoint_every, "iterations between checkpoints", 1, 1e9},
         {"--val-tasks", CLI_INT, &op.val_tasks, "held-out tasks trained from scratch to validate (0: none)", 0, 1000},
@@ -320,16 +329,33 @@ int main(int argc, char **argv) {
         {"--data-dir", CLI_STRING, &op.data_dir, "Fashion-MNIST directory (default " MN_FASHION_MNIST_DIR ")"},
     };
     cli_spec spec = {"meta_train", "[options]",
-                     "Meta-trains a learned optimizer by truncated backpropagation through the unrolled training of\n"
-                     "tasks sampled from a family (spec/meta_training.md): each iteration unrolls K steps of B tasks,\n"
-                     "takes the mean log loss after each step on fresh batches as the meta-loss, clips each task's\n"
-                     "meta-gradient, averages them and takes one Adam step on the optimizer's weights.",
+                     "Meta-trains a learned optimizer on tasks sampled from a family: each iteration trains B tasks\n"
+                     "K more steps (a truncation) with the optimizer, takes the mean log loss after each step on fresh\n"
+                     "batches as the meta-loss, estimates its gradient w.r.t. the optimizer's weights (truncated\n"
+                     "backprop, or PES/ES from antithetic perturbed copies of each task), clips each task's estimate,\n"
+                     "averages them and takes one Adam step on the weights. A task is replaced by a new one at its\n"
+                     "horizon. PES example: --estimator pes --pairs 4 --sigma 0.01 --horizon log-uniform\n"
+                     "--horizon-min 100 --horizon-max 3000 --task-threads 2.",
                      opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : 2;
     mn_lopt_kind kind;
     if (!mn_lopt_kind_parse(op.optimizer, &kind)) {
         fprintf(stderr, "meta_train: unknown --optimizer '%s' (lstm, mnemosyne-c or mnemosyne-t)\n", op.optimizer);
+        return 2;
+    }
+    mn_estimator_kind est_kind;
+    mn_horizon_kind horizon_kind;
+    if (!mn_estimator_kind_parse(op.estimator, &est_kind)) {
+        fprintf(stderr, "meta_train: unknown --estimator '%s' (tbptt, pes or es)\n", op.estimator);
+        return 2;
+    }
+    if (!mn_horizon_kind_parse(op.horizon, &horizon_kind)) {
+        fprintf(stderr, "meta_train: unknown --horizon '%s' (uniform, log-uniform or constant)\n", op.horizon);
+        return 2;
+    }
+    if (est_kind != MN_ESTIMATOR_TBPTT && (op.second_order || op.store_steps)) {
+        fprintf(stderr, "meta_train: --second-order and --store-steps are for --estimator tbptt\n");
         return 2;
     }
     if (op.horizon_max < op.horizon_min) {
@@ -382,6 +408,11 @@ int main(int argc, char **argv) {
     to.estimator.unroll.store_steps = op.store_steps;
     to.estimator.unroll.lr_scale = (float)op.lr_scale;
     to.estimator.clip = (float)op.clip;
+    to.estimator.kind = est_kind;
+    to.estimator.sigma = (float)op.sigma;
+    to.estimator.pairs = (int)op.pairs;
+    to.horizon = horizon_kind;
+    to.task_threads = (int)op.task_threads;
     to.meta_lr = (float)op.meta_lr;
     to.horizon_min = op.horizon_min, to.horizon_max = op.horizon_max;
     to.seed = (uint64_t)op.seed;
