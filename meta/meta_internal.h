@@ -4,6 +4,8 @@
 
 #include "meta/meta.h"
 
+#include <stdlib.h>
+
 struct mn_meta_trainer {
     mn_lopt *o;                  /* the caller's; its weights are trained in place */
     const mn_meta_family *family;
@@ -14,6 +16,13 @@ struct mn_meta_trainer {
     mn_rng rng;                  /* task seeds and horizons */
     int64_t iteration, total_skipped;
 };
+
+/* calloc that stops with "op: out of memory" instead of returning NULL */
+static inline void *meta_calloc(size_t n, size_t size, const char *op) {
+    void *p = calloc(n ? n : 1, size);
+    if (!p) mn_fatal("%s: out of memory", op);
+    return p;
+}
 
 /* splitmix64: derives independent seeds from one (streams of a run, a task's draws). */
 uint64_t meta_mix(uint64_t x);

@@ -6,12 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void *xcalloc(size_t n, size_t size, const char *op) {
-    void *p = calloc(n ? n : 1, size);
-    if (!p) mn_fatal("%s: out of memory", op);
-    return p;
-}
-
 uint64_t meta_mix(uint64_t x) {
     x += 0x9e3779b97f4a7c15ull;
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -46,10 +40,10 @@ enum { STREAM_DATA = 0xda7a, STREAM_META = 0x3e7a };
 
 mn_task_run *mn_task_run_new(mn_meta_task *task, uint64_t seed, const mn_lopt *o, int64_t horizon) {
     if (task->n_params < 1) mn_fatal("mn_task_run_new: task '%s' has no parameters", task->desc);
-    mn_task_run *r = xcalloc(1, sizeof *r, "mn_task_run_new");
+    mn_task_run *r = meta_calloc(1, sizeof *r, "mn_task_run_new");
     r->task = task;
     r->seed = seed;
-    r->params = xcalloc((size_t)task->n_params, sizeof *r->params, "mn_task_run_new");
+    r->params = meta_calloc((size_t)task->n_params, sizeof *r->params, "mn_task_run_new");
     task->vt->init(task, seed, r->params);
     for (int i = 0; i < task->n_params; i++) {
         mn_tensor *p = r->params[i];
@@ -90,7 +84,7 @@ double mn_meta_inner_step(const mn_lopt *o, mn_task_run *r, float lr_scale, bool
     int n = task->n_params;
     mn_scope sc = mn_scope_begin();
     bool prev = mn_set_grad_enabled(true);
-    mn_tensor **d = xcalloc((size_t)(3 * n), sizeof *d, "mn_meta_inner_step"), **g = d + n, **next = g + n;
+    mn_tensor **d = meta_calloc((size_t)(3 * n), sizeof *d, "mn_meta_inner_step"), **g = d + n, **next = g + n;
     for (int i = 0; i < n; i++) d[i] = mn_requires_grad(mn_detach(r->params[i]), true);
     mn_tensor *loss = mn_meta_task_loss(task, d, &r->data_rng);
     double value = mn_item(loss);

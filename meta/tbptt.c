@@ -7,12 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void *xcalloc(size_t n, size_t size, const char *op) {
-    void *p = calloc(n ? n : 1, size);
-    if (!p) mn_fatal("%s: out of memory", op);
-    return p;
-}
-
 /* ---- one truncated unroll ------------------------------------------------------------------------ */
 
 /* g_t: the inner gradient at theta (n tensors into g), the loss value returned. First order
@@ -35,7 +29,7 @@ static double inner_gradient(mn_task_run *r, const mn_unroll_opts *opts, int t, 
         loss = task->vt->loss(task, theta, &b);
         mn_grad(1, &loss, NULL, n, theta, g, MN_CREATE_GRAPH);
     } else {
-        mn_tensor **d = xcalloc((size_t)n, sizeof *d, "mn_meta_unroll");
+        mn_tensor **d = meta_calloc((size_t)n, sizeof *d, "mn_meta_unroll");
         for (int i = 0; i < n; i++) d[i] = mn_requires_grad(mn_detach(theta[i]), true);
         loss = task->vt->loss(task, d, &b);
         mn_grad(1, &loss, NULL, n, d, g, 0);
@@ -54,7 +48,7 @@ mn_tensor *mn_meta_unroll(const mn_lopt *o, mn_task_run *r, const mn_unroll_opts
     const mn_meta_task *task = r->task;
     int n = task->n_params, K = opts->steps;
     mn_scope sc = mn_scope_begin();
-    mn_tensor **theta = xcalloc((size_t)(3 * n), sizeof *theta, "mn_meta_unroll"), **g = theta + n, **next = g + n;
+    mn_tensor **theta = meta_calloc((size_t)(3 * n), sizeof *theta, "mn_meta_unroll"), **g = theta + n, **next = g + n;
     for (int i = 0; i < n; i++) {
         theta[i] = r->params[i];
         /* second order differentiates the first inner loss w.r.t. theta_0 itself */
@@ -93,7 +87,7 @@ bool mn_tbptt_estimate(const mn_lopt *o, mn_task_run *r, const mn_tbptt_opts *op
     res->meta_loss = mn_item(meta);
     res->grad_norm = NAN;
     res->finite = isfinite(res->meta_loss) && isfinite(res->train_loss);
-    mn_tensor **in = xcalloc((size_t)(2 * n), sizeof *in, "mn_tbptt_estimate"), **raw = in + n;
+    mn_tensor **in = meta_calloc((size_t)(2 * n), sizeof *in, "mn_tbptt_estimate"), **raw = in + n;
     if (res->finite) {
         for (int i = 0; i < n; i++) in[i] = w->items[i].tensor;
         mn_grad(1, &meta, NULL, n, in, raw, 0);
@@ -137,7 +131,7 @@ static bool tbptt_slot_estimate(const mn_meta_estimator *e, const mn_lopt *o, mn
     mn_tbptt_opts to = {.unroll = e->opts.unroll, .clip = e->opts.clip};
     mn_tbptt_result tr;
     mn_scope sc = mn_scope_begin();
-    mn_tensor **g = xcalloc((size_t)w->count, sizeof *g, "tbptt estimate");
+    mn_tensor **g = meta_calloc((size_t)w->count, sizeof *g, "tbptt estimate");
     bool ok = mn_tbptt_estimate(s->work[0], s->runs[0], &to, g, &tr);
     for (int i = 0; ok && i < w->count; i++) {
         mn_tensor *c = mnt_contiguous(g[i]);

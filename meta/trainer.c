@@ -7,12 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void *xcalloc(size_t n, size_t size, const char *op) {
-    void *p = calloc(n ? n : 1, size);
-    if (!p) mn_fatal("%s: out of memory", op);
-    return p;
-}
-
 /* ---- the outer loop ------------------------------------------------------------------------------ */
 
 mn_meta_trainer_opts mn_meta_trainer_default_opts(void) {
@@ -49,14 +43,14 @@ mn_meta_slot *meta_trainer_sample_slot(mn_meta_trainer *tr) {
 
 mn_meta_trainer *mn_meta_trainer_new(mn_lopt *o, const mn_meta_family *f, const mn_meta_trainer_opts *opts) {
     check_opts(opts);
-    mn_meta_trainer *tr = xcalloc(1, sizeof *tr, "mn_meta_trainer_new");
+    mn_meta_trainer *tr = meta_calloc(1, sizeof *tr, "mn_meta_trainer_new");
     tr->o = o;
     tr->family = f;
     tr->opts = *opts;
     tr->est = mn_meta_estimator_make(&opts->estimator);
     tr->rng = mn_rng_new(meta_mix(opts->seed));
     tr->adam = mn_adam_new(mn_lopt_weights(o), opts->meta_lr, 0.9f, 0.999f, 1e-8f, 0.0f);
-    tr->slots = xcalloc((size_t)opts->tasks, sizeof *tr->slots, "mn_meta_trainer_new");
+    tr->slots = meta_calloc((size_t)opts->tasks, sizeof *tr->slots, "mn_meta_trainer_new");
     for (int b = 0; b < opts->tasks; b++) tr->slots[b] = meta_trainer_sample_slot(tr);
     return tr;
 }
@@ -71,9 +65,9 @@ void mn_meta_trainer_iterate(mn_meta_trainer *tr, mn_meta_stats *st) {
     int B = tr->opts.tasks;
     int64_t n = mn_lopt_weight_count(tr->o);
     memset(st, 0, sizeof *st);
-    float *grads = xcalloc((size_t)B * (size_t)n, sizeof *grads, "mn_meta_trainer_iterate");
-    mn_meta_estimate *res = xcalloc((size_t)B, sizeof *res, "mn_meta_trainer_iterate");
-    int64_t *before = xcalloc((size_t)B, sizeof *before, "mn_meta_trainer_iterate");
+    float *grads = meta_calloc((size_t)B * (size_t)n, sizeof *grads, "mn_meta_trainer_iterate");
+    mn_meta_estimate *res = meta_calloc((size_t)B, sizeof *res, "mn_meta_trainer_iterate");
+    int64_t *before = meta_calloc((size_t)B, sizeof *before, "mn_meta_trainer_iterate");
     for (int b = 0; b < B; b++) before[b] = slot_steps(tr->slots[b]);
     /* Each slot computes alone, on the shared read-only weights and its own copies of them, so the
      * estimates are the same however many threads run them. */
@@ -88,7 +82,7 @@ void mn_meta_trainer_iterate(mn_meta_trainer *tr, mn_meta_stats *st) {
         for (int b = 0; b < B; b++) tr->est.estimate(&tr->est, tr->o, tr->slots[b], grads + (int64_t)b * n, &res[b]);
     }
     /* combined in slot order: the sum does not depend on which thread (or rank) made each estimate */
-    float *sum = xcalloc((size_t)n, sizeof *sum, "mn_meta_trainer_iterate");
+    float *sum = meta_calloc((size_t)n, sizeof *sum, "mn_meta_trainer_iterate");
     double meta = 0, train = 0, norm = 0;
     for (int b = 0; b < B; b++) {
         st->inner_steps += slot_steps(tr->slots[b]) - before[b];
