@@ -65,6 +65,7 @@ typedef struct {
     char *name;
     mn_tensor *tensor;
     bool no_decay; /* biases and normalisation weights: no weight decay by default */
+    mn_tensor **fields[2]; /* where the owning module keeps it (a tied tensor: two places), or NULL */
 } mn_param;
 typedef struct {
     mn_param *items;
@@ -72,6 +73,16 @@ typedef struct {
 } mn_params;
 /* Appends prefix + "." + name (or name alone when prefix is NULL or empty). */
 void mn_params_add(mn_params *p, const char *prefix, const char *name, mn_tensor *t, bool no_decay);
+/* The same for a tensor a module keeps in *field, remembered so that mn_params_substitute can swap it. */
+void mn_params_add_field(mn_params *p, const char *prefix, const char *name, mn_tensor **field, bool no_decay);
+/* A second field holding listed parameter `name` (a tied tensor, e.g. a decoder sharing the embedding). */
+void mn_params_alias_field(mn_params *p, const char *name, mn_tensor **field);
+/* Functional use of a module: its parameters replaced by values[i] (one per listed parameter, same shapes;
+ * graph nodes allowed, e.g. the parameters of an unrolled training run) until mn_params_restore. The
+ * values are borrowed, not retained; a forward pass in between computes with them, so gradients flow to
+ * them. Every parameter must have been listed with mn_params_add_field (nn and models do). */
+void mn_params_substitute(const mn_params *p, mn_tensor *const *values);
+void mn_params_restore(const mn_params *p);
 mn_param *mn_params_find(const mn_params *p, const char *name); /* NULL if absent */
 int64_t mn_params_numel(const mn_params *p);
 void mn_params_zero_grad(const mn_params *p);

@@ -37,7 +37,7 @@ void lopt_cam_init(lopt_cam *c, const mn_lopt_config *cfg, mn_rng *rng) {
     mn_scope_end(sc);
 }
 
-void lopt_cam_params(const lopt_cam *c, mn_params *w, mn_params *features, const char *prefix) {
+void lopt_cam_params(lopt_cam *c, mn_params *w, mn_params *features, const char *prefix) {
     char name[256];
 #define SUB(s) (snprintf(name, sizeof name, "%s.%s", prefix, s), name)
     mn_linear_params(&c->query, w, SUB("query"));

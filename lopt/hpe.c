@@ -25,7 +25,7 @@ void lopt_hpe_init(mn_lopt *o, mn_rng *rng) {
     }
 }
 
-void lopt_hpe_params(const mn_lopt *o, mn_params *w, mn_params *features) {
+void lopt_hpe_params(mn_lopt *o, mn_params *w, mn_params *features) {
     static const char *const names[2] = {"hpe.level1", "hpe.level2"};
     char name[64];
     for (int l = 0; l < 2; l++) {

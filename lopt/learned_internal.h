@@ -108,7 +108,7 @@ int64_t lopt_meta_tokens(int64_t n, int chunk, int max_meta);
 
 /* ---- lstm_opt.c ----------------------------------------------------------------------------- */
 void lopt_lstm_init(mn_lopt *o, mn_rng *rng);
-void lopt_lstm_params(const mn_lopt *o, mn_params *w);
+void lopt_lstm_params(mn_lopt *o, mn_params *w);
 void lopt_lstm_free(mn_lopt *o);
 /* x [P, F], h[l], c[l] [P, H] -> u [P]; new_h[l], new_c[l] */
 mn_tensor *lopt_lstm_forward(const mn_lopt *o, mn_tensor *x, mn_tensor *const *h, mn_tensor *const *c,
@@ -116,7 +116,7 @@ mn_tensor *lopt_lstm_forward(const mn_lopt *o, mn_tensor *x, mn_tensor *const *h
 
 /* ---- cam.c ------------------------------------------------------------------------------------ */
 void lopt_cam_init(lopt_cam *c, const mn_lopt_config *cfg, mn_rng *rng);
-void lopt_cam_params(const lopt_cam *c, mn_params *w, mn_params *features, const char *prefix);
+void lopt_cam_params(lopt_cam *c, mn_params *w, mn_params *features, const char *prefix);
 void lopt_cam_free(lopt_cam *c);
 /* phi(z) = exp(-|z|^2/2) / sqrt(2M) [exp(w_j.z), exp(-w_j.z)]_j for each column z of [..., r, B],
  * omega [M, r] -> [..., 2M, B].
@@ -136,7 +136,7 @@ mn_tensor *lopt_cam_forward(const lopt_cam *c, const mn_lopt_config *cfg, mn_ten
 
 /* ---- hpe.c: hierarchical pooling encoding -------------------------------------------------- */
 void lopt_hpe_init(mn_lopt *o, mn_rng *rng);
-void lopt_hpe_params(const mn_lopt *o, mn_params *w, mn_params *features);
+void lopt_hpe_params(mn_lopt *o, mn_params *w, mn_params *features);
 void lopt_hpe_free(mn_lopt *o);
 /* e [P, d] (every coordinate's embedding) -> meta-tokens [B, d] */
 mn_tensor *lopt_hpe_encode(const mn_lopt *o, const lopt_layout *lay, mn_tensor *e);
@@ -145,7 +145,7 @@ mn_tensor *lopt_hpe_coord_meta(const lopt_layout *lay, int chunk, int max_meta);
 
 /* ---- mnemosyne.c ------------------------------------------------------------------------------ */
 void lopt_mnemosyne_init(mn_lopt *o, mn_rng *rng);
-void lopt_mnemosyne_params(const mn_lopt *o, mn_params *w, mn_params *features);
+void lopt_mnemosyne_params(mn_lopt *o, mn_params *w, mn_params *features);
 void lopt_mnemosyne_free(mn_lopt *o);
 /* x [P, F], CAM states [H, 2M, d_h + 1, P or B] -> [P, 2] ([u, s]) */
 mn_tensor *lopt_mnemosyne_forward(const mn_lopt *o, const lopt_layout *lay, mn_tensor *x, mn_tensor *const *S,

@@ -40,7 +40,7 @@ void lopt_lstm_init(mn_lopt *o, mn_rng *rng) {
     mn_data(o->head.weight)[0] = -0.01f;
 }
 
-void lopt_lstm_params(const mn_lopt *o, mn_params *w) {
+void lopt_lstm_params(mn_lopt *o, mn_params *w) {
     char name[64];
     for (int l = 0; l < o->cfg.lstm_layers; l++) {
         snprintf(name, sizeof name, "lstm.layers.%d", l);

@@ -53,7 +53,7 @@ void lopt_mnemosyne_init(mn_lopt *o, mn_rng *rng) {
     mn_optim_touch(o->head_fc2.weight);
 }
 
-void lopt_mnemosyne_params(const mn_lopt *o, mn_params *w, mn_params *features) {
+void lopt_mnemosyne_params(mn_lopt *o, mn_params *w, mn_params *features) {
     mn_linear_params(&o->embed, w, "embed");
     if (is_tensorwise(o)) lopt_hpe_params(o, w, features);
     char prefix[32];

@@ -45,7 +45,8 @@ static void list_params(mn_bert *m) {
     if (m->pooler) mn_linear_params(&m->pooler_dense, p, join(name, sizeof name, P, "pooler.dense"));
     if (m->arch == MN_BERT_FOR_MASKED_LM) {
         /* named_parameters() order; the decoder's weight and bias are aliases, listed once */
-        mn_params_add(p, NULL, "cls.predictions.bias", m->decoder.bias, true);
+        mn_params_add_field(p, NULL, "cls.predictions.bias", &m->decoder.bias, true);
+        mn_params_alias_field(p, join(name, sizeof name, P, "embeddings.word_embeddings.weight"), &m->decoder.weight);
         mn_linear_params(&m->transform_dense, p, "cls.predictions.transform.dense");
         mn_norm_params(&m->transform_norm, p, "cls.predictions.transform.LayerNorm");
     }

@@ -35,8 +35,8 @@ static void list_params(mn_vit *m) {
     char name[256];
     mn_params *p = &m->params;
     /* HF trains these with weight decay (only biases and LayerNorm weights are exempt) */
-    mn_params_add(p, P, "embeddings.cls_token", m->cls_token, false);
-    mn_params_add(p, P, "embeddings.position_embeddings", m->position_embeddings, false);
+    mn_params_add_field(p, P, "embeddings.cls_token", &m->cls_token, false);
+    mn_params_add_field(p, P, "embeddings.position_embeddings", &m->position_embeddings, false);
     mn_patch_embed_params(&m->patch, p, join(name, sizeof name, P, "embeddings.patch_embeddings.projection"));
     for (int64_t i = 0; i < m->cfg.num_hidden_layers; i++) {
         char layer[64];

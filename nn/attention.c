@@ -110,10 +110,10 @@ mn_tensor *mn_mha_forward_first(const mn_mha *a, mn_tensor *x, int64_t n_query, 
     return mha_forward(a, x, n_query, keep, dropout_p, rng, "mn_mha_forward_first");
 }
 
-void mn_mha_params(const mn_mha *a, mn_params *p, const char *self_prefix, const char *output_prefix) {
+void mn_mha_params(mn_mha *a, mn_params *p, const char *self_prefix, const char *output_prefix) {
     char name[512];
     const char *parts[3] = {"query", "key", "value"};
-    const mn_linear *lin[3] = {&a->query, &a->key, &a->value};
+    mn_linear *lin[3] = {&a->query, &a->key, &a->value};
     for (int i = 0; i < 3; i++) {
         if (self_prefix && *self_prefix) snprintf(name, sizeof name, "%s.%s", self_prefix, parts[i]);
         else snprintf(name, sizeof name, "%s", parts[i]);

@@ -57,7 +57,7 @@ static void join_name(const char *prefix, const char *name, char *buf, size_t le
     else snprintf(buf, len, "%s", name);
 }
 
-void mn_block_params(const mn_block *b, mn_params *p, const char *prefix) {
+void mn_block_params(mn_block *b, mn_params *p, const char *prefix) {
     char self[512], out[512], ln1[512], ln2[512], fc1[512], fc2[512];
     if (b->pre_ln) { /* ViTLayer */
         join_name(prefix, "attention.attention", self, sizeof self);

@@ -16,8 +16,8 @@ mn_tensor *mn_embed_forward(const mn_embed *e, mn_tensor *index) {
     return mn_embedding(e->weight, index);
 }
 
-void mn_embed_params(const mn_embed *e, mn_params *p, const char *prefix) {
-    mn_params_add(p, prefix, "weight", e->weight, false);
+void mn_embed_params(mn_embed *e, mn_params *p, const char *prefix) {
+    mn_params_add_field(p, prefix, "weight", &e->weight, false);
 }
 
 void mn_embed_free(mn_embed *e) { mn__param_drop(&e->weight); }

@@ -31,9 +31,9 @@ mn_tensor *mn_linear_forward(const mn_linear *l, mn_tensor *x) {
     return mn_dense(x, l->weight, l->bias);
 }
 
-void mn_linear_params(const mn_linear *l, mn_params *p, const char *prefix) {
-    mn_params_add(p, prefix, "weight", l->weight, false);
-    mn_params_add(p, prefix, "bias", l->bias, true);
+void mn_linear_params(mn_linear *l, mn_params *p, const char *prefix) {
+    mn_params_add_field(p, prefix, "weight", &l->weight, false);
+    mn_params_add_field(p, prefix, "bias", &l->bias, true);
 }
 
 void mn_linear_free(mn_linear *l) {

@@ -24,7 +24,7 @@ mn_tensor *mn_mlp_forward(const mn_mlp *m, mn_tensor *x) {
     return mn_scope_return(sc, h);
 }
 
-void mn_mlp_params(const mn_mlp *m, mn_params *p, const char *prefix) {
+void mn_mlp_params(mn_mlp *m, mn_params *p, const char *prefix) {
     char name[512];
     for (int i = 0; i < m->n_layers; i++) {
         if (prefix && *prefix) snprintf(name, sizeof name, "%s.layers.%d", prefix, i);

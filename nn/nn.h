@@ -29,7 +29,7 @@ typedef struct {
 void mn_linear_init(mn_linear *l, int64_t in, int64_t out, bool bias, float std, mn_rng *rng);
 /* [..., in] -> [..., out] */
 mn_tensor *mn_linear_forward(const mn_linear *l, mn_tensor *x);
-void mn_linear_params(const mn_linear *l, mn_params *p, const char *prefix); /* prefix.weight, prefix.bias */
+void mn_linear_params(mn_linear *l, mn_params *p, const char *prefix); /* prefix.weight, prefix.bias */
 void mn_linear_free(mn_linear *l);
 
 /* ---- Embedding ------------------------------------------------------------------ */
@@ -40,7 +40,7 @@ typedef struct {
 void mn_embed_init(mn_embed *e, int64_t num, int64_t dim, float std, mn_rng *rng);
 /* int32 [...] -> [..., dim] */
 mn_tensor *mn_embed_forward(const mn_embed *e, mn_tensor *index);
-void mn_embed_params(const mn_embed *e, mn_params *p, const char *prefix); /* prefix.weight */
+void mn_embed_params(mn_embed *e, mn_params *p, const char *prefix); /* prefix.weight */
 void mn_embed_free(mn_embed *e);
 
 /* ---- LayerNorm over the last dim ---------------------------------------------------- */
@@ -50,7 +50,7 @@ typedef struct {
 } mn_norm;
 void mn_norm_init(mn_norm *n, int64_t dim, float eps);
 mn_tensor *mn_norm_forward(const mn_norm *n, mn_tensor *x);
-void mn_norm_params(const mn_norm *n, mn_params *p, const char *prefix); /* no weight decay */
+void mn_norm_params(mn_norm *n, mn_params *p, const char *prefix); /* no weight decay */
 void mn_norm_free(mn_norm *n);
 
 /* ---- Dropout: zero with probability p, scale the rest by 1/(1-p) ------------------- */
@@ -67,7 +67,7 @@ typedef struct {
  * init), act between them */
 void mn_mlp_init(mn_mlp *m, int n, const int64_t *sizes, mn_act act, mn_rng *rng);
 mn_tensor *mn_mlp_forward(const mn_mlp *m, mn_tensor *x);
-void mn_mlp_params(const mn_mlp *m, mn_params *p, const char *prefix); /* prefix.layers.{i}.weight/.bias */
+void mn_mlp_params(mn_mlp *m, mn_params *p, const char *prefix); /* prefix.layers.{i}.weight/.bias */
 void mn_mlp_free(mn_mlp *m);
 
 /* ---- attention ---------------------------------------------------------------------- */
@@ -116,7 +116,7 @@ mn_tensor *mn_mha_forward(const mn_mha *a, mn_tensor *x, mn_tensor *keep, float 
 mn_tensor *mn_mha_forward_first(const mn_mha *a, mn_tensor *x, int64_t n_query, mn_tensor *keep, float dropout_p,
                                 mn_rng *rng);
 /* self_prefix.{query,key,value}.*, output_prefix.* (the output dense) */
-void mn_mha_params(const mn_mha *a, mn_params *p, const char *self_prefix, const char *output_prefix);
+void mn_mha_params(mn_mha *a, mn_params *p, const char *self_prefix, const char *output_prefix);
 void mn_mha_free(mn_mha *a);
 
 /* ---- Transformer encoder block ------------------------------------------------------------
@@ -146,7 +146,7 @@ mn_tensor *mn_block_forward_first(const mn_block *b, mn_tensor *x, int64_t n_que
  * output.dense, layernorm_before = ln1, layernorm_after = ln2), post-LN blocks BertLayer's
  * (attention.self.*, attention.output.dense, attention.output.LayerNorm = ln1,
  * intermediate.dense, output.dense, output.LayerNorm = ln2), in named_parameters() order. */
-void mn_block_params(const mn_block *b, mn_params *p, const char *prefix);
+void mn_block_params(mn_block *b, mn_params *p, const char *prefix);
 void mn_block_free(mn_block *b);
 
 /* ---- patch embedding: Conv2d(C, D, kernel P, stride P) via im2col + matmul ------------------ */
@@ -158,7 +158,7 @@ typedef struct {
 void mn_patch_embed_init(mn_patch_embed *pe, int64_t channels, int64_t dim, int64_t patch, float std, mn_rng *rng);
 /* pixels [B, C, H, W] (H, W multiples of P) -> [B, (H/P)(W/P), D], patches in row-major order */
 mn_tensor *mn_patch_embed_forward(const mn_patch_embed *pe, mn_tensor *pixels);
-void mn_patch_embed_params(const mn_patch_embed *pe, mn_params *p, const char *prefix);
+void mn_patch_embed_params(mn_patch_embed *pe, mn_params *p, const char *prefix);
 void mn_patch_embed_free(mn_patch_embed *pe);
 
 /* ---- losses -------------------------------------------------------------------------------------- */

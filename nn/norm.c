@@ -13,9 +13,9 @@ void mn_norm_init(mn_norm *n, int64_t dim, float eps) {
 /* [..., dim] -> [..., dim] */
 mn_tensor *mn_norm_forward(const mn_norm *n, mn_tensor *x) { return mn_layernorm(x, n->weight, n->bias, n->eps); }
 
-void mn_norm_params(const mn_norm *n, mn_params *p, const char *prefix) {
-    mn_params_add(p, prefix, "weight", n->weight, true);
-    mn_params_add(p, prefix, "bias", n->bias, true);
+void mn_norm_params(mn_norm *n, mn_params *p, const char *prefix) {
+    mn_params_add_field(p, prefix, "weight", &n->weight, true);
+    mn_params_add_field(p, prefix, "bias", &n->bias, true);
 }
 
 void mn_norm_free(mn_norm *n) {

@@ -40,9 +40,9 @@ mn_tensor *mn_patch_embed_forward(const mn_patch_embed *pe, mn_tensor *pixels) {
     return mn_scope_return(sc, mn_reshape(y, MN_SHAPE(B, gh * gw, D)));
 }
 
-void mn_patch_embed_params(const mn_patch_embed *pe, mn_params *p, const char *prefix) {
-    mn_params_add(p, prefix, "weight", pe->weight, false);
-    mn_params_add(p, prefix, "bias", pe->bias, true);
+void mn_patch_embed_params(mn_patch_embed *pe, mn_params *p, const char *prefix) {
+    mn_params_add_field(p, prefix, "weight", &pe->weight, false);
+    mn_params_add_field(p, prefix, "bias", &pe->bias, true);
 }
 
 void mn_patch_embed_free(mn_patch_embed *pe) {

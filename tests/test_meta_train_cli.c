@@ -128,9 +128,43 @@ static void kept_weights_follow_the_chosen_validation_measure(void **state) {
     for (int it = 0; it <= ITERATIONS; it++) assert_true(final[it] != area[it]);
 }
 
+/* PES through the program: 4 iterations straight on one thread equal 2, then 2 more resumed, on two task
+ * threads (byte for byte: the same weights file); unknown estimators and tbptt-only flags are refused. */
+static void pes_resumes_exactly_and_ignores_the_thread_count(void **state) {
+    (void)state;
+    if (access(program, X_OK) != 0) skip();
+    char cmd[8 * PATH_MAX], a[PATH_MAX + 32], b[PATH_MAX + 32];
+    const char *common = "--optimizer lstm --family quadratic --estimator pes --pairs 2 --sigma 0.02 --horizon "
+                         "log-uniform --horizon-min 10 --horizon-max 60 --unroll 5 --val-tasks 0 --seed 3 --threads 1";
+    snprintf(cmd, sizeof cmd, "'%s' %s --iterations 4 --out '%s/pes_a' > '%s/pes_a.log' 2>&1", program, common,
+             work_dir, work_dir);
+    run(cmd);
+    snprintf(cmd, sizeof cmd, "'%s' %s --iterations 2 --out '%s/pes_b' > '%s/pes_b.log' 2>&1", program, common,
+             work_dir, work_dir);
+    run(cmd);
+    snprintf(cmd, sizeof cmd, "'%s' %s --iterations 4 --task-threads 2 --resume --out '%s/pes_b' >> '%s/pes_b.log' 2>&1",
+             program, common, work_dir, work_dir);
+    run(cmd);
+    snprintf(a, sizeof a, "%s/pes_a/optimizer.safetensors", work_dir);
+    snprintf(b, sizeof b, "%s/pes_b/optimizer.safetensors", work_dir);
+    size_t na, nb;
+    char *wa = slurp(a, &na), *wb = slurp(b, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(wa, wb, na);
+    free(wa), free(wb);
+    const char *bad[2] = {"--estimator sgd", "--estimator pes --second-order"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd, "'%s' --family quadratic %s --out '%s/bad' > /dev/null 2>&1", program, bad[k],
+                 work_dir);
+        int st = system(cmd);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(kept_weights_follow_the_chosen_validation_measure),
+        cmocka_unit_test(pes_resumes_exactly_and_ignores_the_thread_count),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

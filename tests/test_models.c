@@ -413,6 +413,110 @@ static void gradient_of_the_loss_reaches_every_parameter(void **state) {
     mn_scope_end(sc);
 }
 
+/* ---- models run on substituted parameters ------------------------------------------------------------- */
+
+typedef mn_tensor *(*model_loss_fn)(void *model, mn_rng *data);
+
+static mn_tensor *mlp_loss_of(void *model, mn_rng *data) {
+    mn_mlp_model *m = model;
+    mn_tensor *x = mn_randn_gen(data, MN_SHAPE(5, m->cfg.sizes[0]), 0, 1);
+    mn_tensor *y = mn_from_ints(MN_SHAPE(5), (int32_t[]){0, 1, 2, 1, 0});
+    return mn_cross_entropy(mn_mlp_model_forward(m, x), y, -100, 0);
+}
+
+static mn_tensor *vit_loss_of(void *model, mn_rng *data) {
+    mn_vit *m = model;
+    mn_tensor *y = mn_from_ints(MN_SHAPE(2), (int32_t[]){2, 0});
+    return mn_cross_entropy(mn_vit_forward(m, random_pixels(mn_rng_u32(data), 2, &m->cfg), NULL), y, -100, 0);
+}
+
+static mn_tensor *bert_loss_of(void *model, mn_rng *data) {
+    mn_bert *m = model;
+    mn_tensor *ids = random_ids(mn_rng_u32(data), 2, 6, m->cfg.vocab_size);
+    mn_tensor *labels = mn_from_ints(MN_SHAPE(2, 6), (int32_t[]){-100, 3, -100, 7, -100, -100, 1, -100, -100, -100, 9, 4});
+    return mn_bert_mlm_loss(m, mn_bert_encode(m, ids, NULL, NULL, NULL), labels);
+}
+
+/* The loss and its gradients with the model's own parameters, then with substituted copies: the same
+ * values bitwise. Then substitutes 2x the parameters through a graph node and checks the loss equals a
+ * model whose parameters were scaled in place, with the gradient reaching the node's input (2x). */
+static void check_substitution(const char *what, void *model, const mn_params *p, model_loss_fn loss_of) {
+    int n = p->count;
+    mn_scope sc = mn_scope_begin();
+    mn_tensor **own = calloc((size_t)n, sizeof *own), **g_own = calloc((size_t)n, sizeof *g_own);
+    mn_tensor **copy = calloc((size_t)n, sizeof *copy), **g_copy = calloc((size_t)n, sizeof *g_copy);
+    mn_tensor **twice = calloc((size_t)n, sizeof *twice), **g_base = calloc((size_t)n, sizeof *g_base);
+    for (int i = 0; i < n; i++) {
+        own[i] = p->items[i].tensor;
+        copy[i] = mn_requires_grad(mnt_clone(own[i]), true);
+    }
+    mn_rng data = mn_rng_new(5);
+    mn_tensor *l_own = loss_of(model, &data);
+    mn_grad(1, &l_own, NULL, n, own, g_own, 0);
+    mn_params_substitute(p, copy);
+    data = mn_rng_new(5);
+    mn_tensor *l_copy = loss_of(model, &data);
+    mn_params_restore(p);
+    mn_grad(1, &l_copy, NULL, n, copy, g_copy, 0);
+    assert_true(mn_item(l_own) == mn_item(l_copy));
+    for (int i = 0; i < n; i++) assert_same_values(g_own[i], g_copy[i]);
+    /* through graph nodes */
+    for (int i = 0; i < n; i++) twice[i] = mn_scale(copy[i], 2.0f);
+    mn_params_substitute(p, twice);
+    data = mn_rng_new(5);
+    mn_tensor *l_twice = loss_of(model, &data);
+    mn_params_restore(p);
+    mn_grad(1, &l_twice, NULL, n, copy, g_base, 0);
+    bool prev = mn_no_grad_begin();
+    for (int i = 0; i < n; i++) mnt_scale_(own[i], 2.0f);
+    data = mn_rng_new(5);
+    mn_tensor *l_scaled = loss_of(model, &data);
+    mn_no_grad_end(prev);
+    print_message("%s: %d parameters, loss %.6f; substituted 2x: %.6f, scaled in place: %.6f\n", what, n,
+                  mn_item(l_own), mn_item(l_twice), mn_item(l_scaled));
+    tu_assert_close(l_twice, l_scaled, 1e-6, 1e-6);
+    assert_true(fabs(mn_item(l_twice) - mn_item(l_own)) > 1e-4);
+    prev = mn_no_grad_begin();
+    for (int i = 0; i < n; i++) mnt_scale_(own[i], 0.5f);
+    mn_no_grad_end(prev);
+    /* d loss(2 theta) / d theta = 2 * loss'(2 theta): compare with the gradient of the scaled model */
+    mn_tensor **g_scaled = calloc((size_t)n, sizeof *g_scaled);
+    for (int i = 0; i < n; i++) mnt_scale_(own[i], 2.0f);
+    data = mn_rng_new(5);
+    l_scaled = loss_of(model, &data);
+    mn_grad(1, &l_scaled, NULL, n, own, g_scaled, 0);
+    for (int i = 0; i < n; i++) {
+        mnt_scale_(own[i], 0.5f);
+        tu_assert_close(g_base[i], mn_scale(g_scaled[i], 2.0f), 1e-5, 1e-4);
+    }
+    /* restored: the model computes with its own parameters again */
+    data = mn_rng_new(5);
+    assert_true(mn_item(loss_of(model, &data)) == mn_item(l_own));
+    free(own), free(g_own), free(copy), free(g_copy), free(twice), free(g_base), free(g_scaled);
+    mn_scope_end(sc);
+}
+
+static void models_run_on_substituted_parameters(void **state) {
+    (void)state;
+    mn_rng g = mn_rng_new(1);
+    mn_mlp_config mc = {.n_layers = 2, .sizes = {7, 5, 3}, .hidden_act = MN_ACT_TANH};
+    mn_mlp_model *mlp = mn_mlp_model_new(&mc, &g);
+    check_substitution("mlp", mlp, &mlp->params, mlp_loss_of);
+    mn_mlp_model_free(mlp);
+    mn_vit_config vc;
+    tiny_vit_config(&vc);
+    mn_vit *vit = mn_vit_new(&vc, MN_VIT_FOR_IMAGE_CLASSIFICATION, false, &g);
+    check_substitution("vit", vit, &vit->params, vit_loss_of);
+    mn_vit_free(vit);
+    mn_vit_config_free(&vc);
+    mn_bert_config bc;
+    tiny_bert_config(&bc);
+    mn_bert *bert = mn_bert_new(&bc, MN_BERT_FOR_MASKED_LM, false, &g);
+    check_substitution("bert mlm (tied decoder)", bert, &bert->params, bert_loss_of);
+    mn_bert_free(bert);
+    mn_bert_config_free(&bc);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         MODEL_TEST(standard_configs_have_closed_form_parameter_counts),
@@ -424,6 +528,7 @@ int main(void) {
         MODEL_TEST(mlm_loss_on_labelled_rows_equals_loss_on_all_logits),
         MODEL_TEST(dropout_rng_trains_and_null_evaluates),
         MODEL_TEST(gradient_of_the_loss_reaches_every_parameter),
+        MODEL_TEST(models_run_on_substituted_parameters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
