@@ -75,7 +75,7 @@ typedef struct {
 } tracker;
 
 /* Trains task_spec (seed) with opt_spec for steps steps into slot s of r. False and err on a bad spec. */
-static bool train_once(const char *task_spec, const char *opt_spec, uint64_t seed, int s, result *r, task_data *d,
+static bool train_once(const char *task_spec, const char *opt_spec, uint64_t seed, int s, result *r, mn_meta_data *d,
                        tracker *tk, mn_err *err) {
     bench_task *t = bench_task_new(task_spec, seed, d, err);
     if (!t) return false;
@@ -121,7 +121,7 @@ static bool train_once(const char *task_spec, const char *opt_spec, uint64_t see
 
 /* Seeds [from, to) of opt_spec into r. */
 static bool run_seeds(const options *op, const char *task_spec, const char *opt_spec, int from, int to, result *r,
-                      task_data *d, tracker *tk, mn_err *err) {
+                      mn_meta_data *d, tracker *tk, mn_err *err) {
     snprintf(r->spec, sizeof r->spec, "%s", opt_spec);
     for (int s = from; s < to; s++)
         if (!train_once(task_spec, opt_spec, (uint64_t)(op->first_seed + s), s, r, d, tk, err)) return false;
@@ -167,7 +167,7 @@ static bool parse_grid(const char *s, double **out, int *n) {
 
 /* Evaluates one optimizer spec on one task (over its grid when it names no learning rate). */
 static bool evaluate_optimizer(const options *op, const char *task_spec, const char *label, const double *grid,
-                               int n_grid, result *best, task_data *d, tracker *tk, mn_err *err) {
+                               int n_grid, result *best, mn_meta_data *d, tracker *tk, mn_err *err) {
     snprintf(best->label, sizeof best->label, "%s", label);
     bool gridded = is_hand_designed(label) && !strchr(label, ':');
     if (!gridded) {
@@ -307,7 +307,7 @@ static json_t *json_task(const result *rs, int n) {
 
 /* Every spec is checked before the long part: the tasks (reading their data) and the optimizers.
  * Returns 0, or 2 after printing what is wrong. */
-static int check_specs(const options *op, char **tasks, int n_tasks, char **optims, int n_opts, task_data *d) {
+static int check_specs(const options *op, char **tasks, int n_tasks, char **optims, int n_opts, mn_meta_data *d) {
     for (int j = 0; j < n_opts; j++)
         if (is_hand_designed(optims[j]) && !strchr(optims[j], ':') && !op->grid) {
             fprintf(stderr, "eval_optimizers: optimizer \"%s\" names no learning rate: give one (%s:LR) or --grid\n",
@@ -344,7 +344,7 @@ typedef struct {
 } plan;
 
 /* Runs everything, writing the reports; 0 or 1 (after printing the error). */
-static int evaluate_all(const options *op, const plan *pl, task_data *d) {
+static int evaluate_all(const options *op, const plan *pl, mn_meta_data *d) {
     int64_t total = 0;
     for (int j = 0; j < pl->n_opts; j++) {
         bool gridded = op->grid && is_hand_designed(pl->optims[j]) && !strchr(pl->optims[j], ':');
@@ -451,7 +451,7 @@ int main(int argc, char **argv) {
     pl.tasks = split_list(op.tasks, &pl.n_tasks);
     pl.optims = split_list(op.optimizers, &pl.n_opts);
     mn_err err;
-    task_data *d = NULL;
+    mn_meta_data *d = NULL;
     int status = 0;
     if (!parse_grid(op.grid_sgd, &pl.grid_sgd, &pl.n_sgd) || !parse_grid(op.grid_adam, &pl.grid_adam, &pl.n_adam)) {
         fprintf(stderr, "eval_optimizers: --grid-sgd / --grid-adam expect comma-separated positive numbers\n");
@@ -464,11 +464,11 @@ int main(int argc, char **argv) {
         status = 1;
     }
     if (!status) {
-        d = task_data_new(op.data_dir, op.fortunes_dir, op.work ? op.work : op.out, op.test_size);
+        d = mn_meta_data_new(op.data_dir, op.fortunes_dir, op.work ? op.work : op.out, op.test_size);
         status = check_specs(&op, pl.tasks, pl.n_tasks, pl.optims, pl.n_opts, d);
     }
     if (!status) status = evaluate_all(&op, &pl, d);
-    task_data_free(d);
+    mn_meta_data_free(d);
     free_list(pl.tasks, pl.n_tasks);
     free_list(pl.optims, pl.n_opts);
     free(pl.grid_sgd);

@@ -285,7 +285,8 @@ int main(int argc, char **argv) {
                   .pairs = 4, .task_threads = 1};
     cli_opt opts[] = {
         {"--optimizer", CLI_STRING, &op.optimizer, "learned optimizer: lstm, mnemosyne-c or mnemosyne-t"},
-        {"--family", CLI_STRING, &op.family, "task family: mlp (Fashion-MNIST MLPs), vit (tiny ViTs on Fashion-MNIST), mlp+vit (half each) or quadratic"},
+        {"--family", CLI_STRING, &op.family, "task family: mlp (Fashion-MNIST MLPs), vit (tiny ViTs on Fashion-MNIST), bert (tiny BERT masked LMs on the "
+         "fortunes), several joined by '+' (drawn equally often: mlp+vit+bert), or quadratic"},
         {"--widths", CLI_STRING, &op.widths, "mlp family: hidden widths, one drawn per hidden layer"},
         {"--image-size", CLI_INT, &op.image_size, "mlp family: 14 or 28 pixels a side, 0 for both", 0, 28},
         {"--tasks", CLI_INT, &op.tasks, "tasks per meta-iteration (B)", 1, 1024},
@@ -375,11 +376,11 @@ int main(int argc, char **argv) {
         return 1;
     }
 
-    task_data *data = task_data_new(op.data_dir, NULL, op.out, 0);
-    mn_meta_family *family = task_family_new(op.family, data, (int)op.image_size, op.widths, &err);
+    mn_meta_data *data = mn_meta_data_new(op.data_dir, NULL, op.out, 0);
+    mn_meta_family *family = mn_meta_family_new(op.family, data, (int)op.image_size, op.widths, &err);
     if (!family) {
         fprintf(stderr, "meta_train: %s\n", err.msg);
-        task_data_free(data);
+        mn_meta_data_free(data);
         return 1;
     }
     mn_lopt *o = NULL;
@@ -394,7 +395,7 @@ int main(int argc, char **argv) {
         if (!o) {
             fprintf(stderr, "meta_train: --init: %s\n", err.msg);
             mn_meta_family_free(family);
-            task_data_free(data);
+            mn_meta_data_free(data);
             return 1;
         }
     } else {
@@ -422,6 +423,6 @@ int main(int argc, char **argv) {
     mn_meta_trainer_free(tr);
     mn_lopt_free(o);
     mn_meta_family_free(family);
-    task_data_free(data);
+    mn_meta_data_free(data);
     return status;
 }

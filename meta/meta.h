@@ -3,7 +3,9 @@
 #ifndef MN_META_H
 #define MN_META_H
 
+#include "data/data.h"
 #include "lopt/lopt.h"
+#include "models/models.h"
 
 /* ---- meta-training -------------------------------------------------------------------------------
  * Truncated backpropagation through unrolled training, with five ideas kept apart (as in
@@ -21,6 +23,7 @@
 /* What a task's loss reads; either tensor may be NULL (a task without data). */
 typedef struct {
     mn_tensor *x, *y;
+    mn_tensor *mask; /* text tasks: the attention mask (1 = token); else NULL */
 } mn_meta_batch;
 
 typedef struct mn_meta_task mn_meta_task;
@@ -43,6 +46,9 @@ struct mn_meta_task {
     const mn_meta_task_vt *vt;
     int n_params;
     char desc[160]; /* what was sampled, for logs: "mlp 196-32-10 tanh b96" */
+    /* Tasks on a models/ model: its parameter list (names, shapes, no_decay), in the order of the task's
+     * parameters; NULL for the others. */
+    const mn_params *layout;
 };
 mn_tensor *mn_meta_task_loss(const mn_meta_task *t, mn_tensor *const *params, mn_rng *rng); /* on a fresh batch */
 mn_tensor *mn_meta_task_meta_loss(const mn_meta_task *t, mn_tensor *const *params, mn_rng *rng);
@@ -56,6 +62,62 @@ struct mn_meta_family {
     void (*free)(mn_meta_family *f);
 };
 void mn_meta_family_free(mn_meta_family *f); /* NULL is fine */
+
+/* ---- tasks on the library's models ---------------------------------------------------------------------
+ * Built on models/ (mn_mlp_model, mn_vit, mn_bert) run on the caller's parameters (mn_params_substitute), so
+ * a meta-training unroll differentiates through the real models. Their data is shared through an
+ * mn_meta_data: Fashion-MNIST (28x28, and 14x14 by antialiased downsampling) and the fortunes corpus,
+ * loaded on first use. */
+typedef struct mn_meta_data mn_meta_data;
+/* fm_dir, fortunes_dir: NULL for the Debian locations (MN_FASHION_MNIST_DIR, MN_FORTUNES_DIR); work_dir holds
+ * caches (a WordPiece vocabulary built from the fortunes; created if missing); test_limit > 0 evaluates on
+ * the first test_limit test samples only (0: all). */
+mn_meta_data *mn_meta_data_new(const char *fm_dir, const char *fortunes_dir, const char *work_dir, int64_t test_limit);
+void mn_meta_data_free(mn_meta_data *d);
+/* Fashion-MNIST at 28 or 14 pixels a side: x [N, 1, S, S] standardised, y I32 [N] (borrowed); false and err if
+ * unreadable. */
+bool mn_meta_data_images(mn_meta_data *d, int size, bool train, mn_tensor **x, mn_tensor **y, mn_err *err);
+
+/* An MLP classifier of Fashion-MNIST: sizes[0] = 784 or 196 inputs (28x28 or 14x14), sizes[n_layers] = 10. */
+typedef struct {
+    int n_layers;                       /* linear layers: 1 to 8 */
+    int64_t sizes[9];
+    mn_act act;
+    int batch;
+} mn_meta_mlp_config;
+mn_meta_task *mn_meta_mlp_task(mn_meta_data *d, const mn_meta_mlp_config *c, mn_err *err);
+
+/* A ViT classifier of Fashion-MNIST (mn_vit: pre-LN blocks, CLS token): image 14 or 28 pixels, patch divides
+ * it, heads divide dim, MLP width mlp_dim. */
+typedef struct {
+    int image, patch, dim, depth, heads, mlp_dim, batch;
+} mn_meta_vit_config;
+mn_meta_task *mn_meta_vit_task(mn_meta_data *d, const mn_meta_vit_config *c, mn_err *err);
+
+/* A BERT masked language model (mn_bert, no dropout) on the fortunes without the ascii-art pictures, split
+ * 90/10 with a fixed seed, tokenised by a WordPiece vocabulary of `vocab` entries built from the training part
+ * (cached as WORK/fortunes_vocab_V.txt), texts cut to len tokens, 15% of the tokens masked. Test: the mean
+ * cross-entropy and accuracy over the masked positions of at most 512 held-out texts, masked with a fixed
+ * seed. */
+typedef struct {
+    int hidden, layers, heads, intermediate; /* bert-tiny: 128, 2, 2, 512 */
+    int batch, len, vocab;                   /* 32, 64, 2048 */
+} mn_meta_bert_config;
+mn_meta_bert_config mn_meta_bert_config_named(const char *size); /* "tiny", "mini"; zeros if unknown */
+mn_meta_task *mn_meta_bert_task(mn_meta_data *d, const mn_meta_bert_config *c, mn_err *err);
+
+/* Families of tasks on the models, by name, several joined by '+' (each drawn equally often):
+ *   mlp        MLPs: 28x28 or 14x14 inputs (image_size 28, 14, or 0 for either, drawn per task), 1-2 hidden
+ *              layers whose widths are drawn from `widths` ("16,32,64" when NULL), relu/tanh/sigmoid,
+ *              batch 64-128;
+ *   vit        tiny ViTs: 14x14 images in 2x2 patches or 28x28 in 7x7, width 16-48, 1-2 blocks, 1-2 heads,
+ *              MLP twice the width, batch 32-64;
+ *   bert       tiny BERT masked LMs on the fortunes: width 32-64, 1-2 layers, 2 heads, MLP 4x, vocabulary
+ *              1024, texts of 32 tokens, batch 16-32;
+ *   quadratic  random quadratics (10-100 dimensions; alone only).
+ * The data is read when the family is made, so sampling cannot fail later. NULL and err on a bad name or
+ * width list or unreadable data. d must outlive the family. */
+mn_meta_family *mn_meta_family_new(const char *name, mn_meta_data *d, int image_size, const char *widths, mn_err *err);
 
 /* Random convex quadratics |W x - y|^2: L(x) = mean over a batch of rows r of (w_r . x - y_r)^2, for W [2d, d]
  * with N(0, s^2) entries (s log-uniform in [e^-1, e]) and y = W x* + N(0, 0.01 d s^2) noise (x* ~ N(0, 1)), so

@@ -35,4 +35,21 @@ mn_meta_estimator meta_pes_estimator(const mn_estimator_opts *opts);
  * norm before clipping (accumulated in double). */
 double meta_clip_flat(float *grad, int64_t n, float clip);
 
+/* ---- tasks on the models (data.c, task_image.c, task_bert.c, family.c) ---- */
+/* Data built once per run and kept with d under key (e.g. a tokenised corpus): make(d, key, err) on first use
+ * (NULL and err on failure), destroy(value) when d is freed. */
+void *meta_data_cache(mn_meta_data *d, const char *key, void *(*make)(mn_meta_data *d, const char *key, mn_err *err),
+                      void (*destroy)(void *value), mn_err *err);
+int64_t meta_data_test_limit(const mn_meta_data *d);
+const char *meta_data_work_dir(const mn_meta_data *d);
+const char *meta_data_fortunes_dir(const mn_meta_data *d);
+/* I32 [n] indices uniform in [0, N) from rng */
+mn_tensor *meta_sample_rows(mn_rng *rng, int64_t n, int64_t N);
+/* Mean cross-entropy and accuracy over the rows of x (labels y) without gradients, chunk rows at a time:
+ * logits(ctx, rows) -> [rows, classes] (rows: a contiguous slice of x). */
+void meta_classify_test(mn_tensor *x, mn_tensor *y, int64_t chunk, mn_tensor *(*logits)(void *ctx, mn_tensor *rows),
+                        void *ctx, double *loss, double *accuracy);
+/* out[i] = fresh copies of the listed parameters (new references): a model task's init */
+void meta_clone_params(const mn_params *p, mn_tensor **out);
+
 #endif
