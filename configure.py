@@ -109,6 +109,28 @@ PROG_JANSSON = r"""
 #include <jansson.h>
 int main(void) { json_t *o = json_object(); int ok = o != NULL; json_decref(o); return !ok; }
 """
+PROG_MPI = r"""
+#include <mpi.h>
+int main(int argc, char **argv) { int n = 0; MPI_Init(&argc, &argv); MPI_Comm_size(MPI_COMM_WORLD, &n); MPI_Finalize(); return n < 1; }
+"""
+
+
+def mpi_flags():
+    """OpenMPI's compile and link flags: pkg-config's ompi-c, else Debian's fixed locations."""
+    if shutil.which("pkg-config"):
+        try:
+            c = subprocess.run(["pkg-config", "--cflags", "ompi-c"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, universal_newlines=True)
+            l = subprocess.run(["pkg-config", "--libs", "ompi-c"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, universal_newlines=True)
+            if c.returncode == 0 and l.returncode == 0:
+                return c.stdout.strip(), l.stdout.strip()
+        except OSError:
+            pass
+    inc = "/usr/lib/x86_64-linux-gnu/openmpi/include"
+    return "-I%s -I%s/openmpi" % (inc, inc), "-L/usr/lib/x86_64-linux-gnu/openmpi/lib -lmpi"
+
+
 PROG_C11 = r"""
 #if !defined(__STDC_VERSION__) || __STDC_VERSION__ < 201112L
 #error "not C11"
@@ -222,6 +244,19 @@ def run_probes(cc):
 
     add("pkg-config", "pkg-config", "recommended", "pkg-config in PATH (to use the installed mnemo.pc)",
         shutil.which("pkg-config"))
+    # MPI: meta-training across processes and machines. The build works without it (one process).
+    if results[0]["ok"]:
+        prober = Prober(cc)
+        try:
+            cflags, libs = mpi_flags()
+            ok, detail = prober.try_build(PROG_MPI, cflags, libs, link=True)
+        finally:
+            prober.close()
+        add("MPI", "libopenmpi-dev", "recommended", "<mpi.h> + -lmpi (OpenMPI), compile+link", ok, detail)
+        if ok:
+            results[-1]["cflags"], results[-1]["libs"] = cflags, libs
+    add("mpirun", "openmpi-bin", "recommended", "mpirun in PATH (several processes or machines)",
+        shutil.which("mpirun"))
     fm = "/usr/share/datasets/fashion-mnist"
     fm_files = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
@@ -443,7 +478,7 @@ class Ninja:
         return "\n".join(self.lines) + "\n"
 
 
-def write_ninja(args, src, configure_args):
+def write_ninja(args, src, configure_args, probes):
     bd = args.builddir
     n = Ninja()
     n.comment("""
@@ -471,10 +506,13 @@ Subset of tests: python3 tests/run_tests.py %(bd)s/release [name-filter]
     n.var("cc", args.cc)
     n.var("prefix", args.prefix)
     n.var("version", VERSION)
-    n.var("common_cflags", COMMON_CFLAGS)
+    mpi = next((p for p in probes if p.get("name") == "MPI" and p.get("ok")), None)
+    n.comment("MPI (OpenMPI) %s" % ("found: meta-training across processes" if mpi else "not found: one process"))
+    n.var("common_cflags", COMMON_CFLAGS + (" -DMN_HAVE_MPI " + mpi["cflags"] if mpi else ""))
     n.var("avx2_flags", AVX2_FLAGS)
     n.var("avx512_flags", AVX512_FLAGS)
-    n.var("libs", LIBS)
+    n.var("libs", LIBS + (" " + mpi["libs"] if mpi else ""))
+    n.var("pc_libs", "-fopenmp -lsleef -ljansson -lz -lm" + (" " + mpi["libs"] if mpi else ""))
     n.var("test_libs", TEST_LIBS)
     for c in CONFIGS:
         n.var("%s_cflags" % c, "$common_cflags " + CONFIG_CFLAGS[c])
@@ -519,7 +557,8 @@ Subset of tests: python3 tests/run_tests.py %(bd)s/release [name-filter]
     n.var("pool", "console", indent=True)
     n()
     n("rule pkgconfig")
-    n.var("command", "sed -e 's|@prefix@|$prefix|g' -e 's|@version@|$version|g' $in > $out", indent=True)
+    n.var("command", "sed -e 's|@prefix@|$prefix|g' -e 's|@version@|$version|g' -e 's|@libs@|$pc_libs|g' $in > $out",
+          indent=True)
     n.var("description", "GEN $out", indent=True)
     n()
 
@@ -722,7 +761,7 @@ def main(argv):
         json.dump(config, f, indent=1)
     write_compile_commands(args, src)
     # build.ninja last: ninja compares its mtime with the watched folders.
-    changed = write_if_changed("build.ninja", write_ninja(args, src, configure_args))
+    changed = write_if_changed("build.ninja", write_ninja(args, src, configure_args, config.get("probes", [])))
     # (After a manual run, ninja may still regenerate once: its log remembers
     # build.ninja's mtime from its own last regeneration.  Harmless and fast.)
 

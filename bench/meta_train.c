@@ -27,6 +27,7 @@ typedef struct {
     long val_tasks, val_steps, val_every, pairs, task_threads;
     double meta_lr, clip, lr_scale, sigma;
     bool second_order, plain_loss, resume, select_final, store_steps;
+    int rank, ranks; /* MPI: this process and how many there are (0 of 1 without mpirun) */
 } options;
 
 /* ---- the meta-loss history (for the plot) and the metrics log ----------------------------------------- */
@@ -131,11 +132,13 @@ static validation validate(const mn_lopt *o, const mn_meta_family *f, uint64_t s
     return v;
 }
 
+/* Every rank takes part (the trainer's checkpoint is collective); rank 0 writes the files. */
 static bool checkpoint(const options *op, const mn_meta_trainer *tr, const mn_lopt *o, const history *h,
                        const history *val, mn_err *err) {
     char path[4200];
     snprintf(path, sizeof path, "%s/resume", op->out);
     if (!mn_meta_trainer_save(tr, path, err)) return false;
+    if (op->rank != 0) return true;
     snprintf(path, sizeof path, "%s/optimizer.safetensors", op->out);
     if (!mn_lopt_save(o, path, err)) return false;
     plot(op->out, h, val, op->optimizer, op->select_final);
@@ -175,14 +178,19 @@ static int run(const options *op, mn_meta_trainer *tr, mn_lopt *o, const mn_meta
     if (op->resume) {
         char dir[4200];
         snprintf(dir, sizeof dir, "%s/resume", op->out);
-        if (!mn_meta_trainer_load(tr, dir, &err) || !trim_log(path, mn_meta_trainer_iteration(tr), op->select_final ? "val_final_log_loss" : "val_log_loss", &h, &val, &err)) {
+        if (!mn_meta_trainer_load(tr, dir, &err) ||
+            (op->rank == 0 && !trim_log(path, mn_meta_trainer_iteration(tr),
+                                        op->select_final ? "val_final_log_loss" : "val_log_loss", &h, &val, &err))) {
             fprintf(stderr, "meta_train: --resume: %s\n", err.msg);
             free(h.x), free(h.y), free(val.x), free(val.y);
             return 1;
         }
-        fprintf(stderr, "resumed at iteration %lld from %s\n", (long long)mn_meta_trainer_iteration(tr), dir);
+        if (op->rank == 0)
+            fprintf(stderr, "resumed at iteration %lld from %s\n", (long long)mn_meta_trainer_iteration(tr), dir);
     }
-    FILE *log = fopen(path, op->resume ? "a" : "w");
+    /* only rank 0 logs, validates and prints; the others compute their slots and checkpoint with it */
+    bool root = op->rank == 0;
+    FILE *log = root ? fopen(path, op->resume ? "a" : "w") : fopen("/dev/null", "w");
     if (!log) {
         fprintf(stderr, "meta_train: cannot open %s for writing\n", path);
         free(h.x), free(h.y), free(val.x), free(val.y);
@@ -196,18 +204,22 @@ static int run(const options *op, mn_meta_trainer *tr, mn_lopt *o, const mn_meta
         snprintf(est, sizeof est, "tbptt (%s order)", op->second_order ? "second" : "first");
     else
         snprintf(est, sizeof est, "%s (%ld antithetic pairs, sigma %g)", op->estimator, op->pairs, op->sigma);
-    fprintf(stderr, "%s: %zu weights; family %s, B = %ld, K = %ld, %s, %s horizons in [%ld, %ld], %ld task thread%s x %d inner; tasks:\n",
-            op->optimizer, n_weights, family->name, op->tasks, op->unroll, est, op->horizon, op->horizon_min,
-            op->horizon_max, op->task_threads, op->task_threads == 1 ? "" : "s",
-            op->task_threads > 1 ? 1 : omp_get_max_threads());
-    for (int b = 0; b < op->tasks; b++) {
-        const mn_task_run *r = mn_meta_trainer_run(tr, b);
-        fprintf(stderr, "  %s (step %lld of %lld)\n", r->task->desc, (long long)r->step, (long long)r->horizon);
+    if (root) {
+        fprintf(stderr,
+                "%s: %zu weights; family %s, B = %ld, K = %ld, %s, %s horizons in [%ld, %ld], %d rank%s x %ld task "
+                "thread%s x %d inner; rank 0's tasks:\n",
+                op->optimizer, n_weights, family->name, op->tasks, op->unroll, est, op->horizon, op->horizon_min,
+                op->horizon_max, op->ranks, op->ranks == 1 ? "" : "s", op->task_threads,
+                op->task_threads == 1 ? "" : "s", op->task_threads > 1 ? 1 : omp_get_max_threads());
+        for (int b = 0; b < op->tasks; b++) {
+            const mn_task_run *r = mn_meta_trainer_run(tr, b);
+            if (r) fprintf(stderr, "  %s (step %lld of %lld)\n", r->task->desc, (long long)r->step, (long long)r->horizon);
+        }
     }
 
     int64_t first = mn_meta_trainer_iteration(tr), done = 0;
     long val_every = op->val_every ? op->val_every : op->checkpoint_every;
-    if (op->val_tasks > 0 && first == 0 && !record_validation(op, o, family, 0, log, &val, &err)) {
+    if (root && op->val_tasks > 0 && first == 0 && !record_validation(op, o, family, 0, log, &val, &err)) {
         fprintf(stderr, "meta_train: %s\n", err.msg);
         fclose(log);
         free(h.x), free(h.y), free(val.x), free(val.y);
@@ -240,8 +252,8 @@ static int run(const options *op, mn_meta_trainer *tr, mn_lopt *o, const mn_meta
         char extra[96];
         snprintf(extra, sizeof extra, "train %.4g  skipped %lld  %.2fs/it  %.0f inner steps/s", st.train_loss,
                  (long long)st.total_skipped, iterating / (double)done, (double)inner_steps / iterating);
-        progress_update_extra(&pr, st.iteration, st.meta_loss, done * op->tasks, extra);
-        if (op->val_tasks > 0 && (st.iteration % val_every == 0 || st.iteration == op->iterations) &&
+        if (root) progress_update_extra(&pr, st.iteration, st.meta_loss, done * op->tasks, extra);
+        if (root && op->val_tasks > 0 && (st.iteration % val_every == 0 || st.iteration == op->iterations) &&
             !record_validation(op, o, family, st.iteration, log, &val, &err)) {
             fprintf(stderr, "meta_train: %s\n", err.msg);
             status = 1;
@@ -256,7 +268,8 @@ static int run(const options *op, mn_meta_trainer *tr, mn_lopt *o, const mn_meta
         }
     }
     fclose(log);
-    if (done > 0 && status == 0) {
+    if (!root) {
+    } else if (done > 0 && status == 0) {
         struct stat sst;
         snprintf(path, sizeof path, "%s/optimizer.safetensors", op->out);
         long long bytes = stat(path, &sst) == 0 ? (long long)sst.st_size : -1;
@@ -338,8 +351,12 @@ int main(int argc, char **argv) {
                      "horizon. PES example: --estimator pes --pairs 4 --sigma 0.01 --horizon log-uniform\n"
                      "--horizon-min 100 --horizon-max 3000 --task-threads 2.",
                      opts, (int)(sizeof opts / sizeof opts[0])};
+    op.rank = mn_meta_mpi_init(&argc, &argv, &op.ranks);
     int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
-    if (rc) return rc == 1 ? 0 : 2;
+    if (rc) {
+        mn_meta_mpi_finalize();
+        return rc == 1 ? 0 : 2;
+    }
     mn_lopt_kind kind;
     if (!mn_lopt_kind_parse(op.optimizer, &kind)) {
         fprintf(stderr, "meta_train: unknown --optimizer '%s' (lstm, mnemosyne-c or mnemosyne-t)\n", op.optimizer);
@@ -424,5 +441,6 @@ int main(int argc, char **argv) {
     mn_lopt_free(o);
     mn_meta_family_free(family);
     mn_meta_data_free(data);
+    mn_meta_mpi_finalize();
     return status;
 }

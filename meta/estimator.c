@@ -45,6 +45,7 @@ mn_meta_slot *mn_meta_slot_new(const mn_meta_estimator *e, const mn_lopt *o, con
     mn_meta_slot *s = calloc(1, sizeof *s);
     if (!s) mn_fatal("mn_meta_slot_new: out of memory");
     s->seed = seed;
+    s->horizon = horizon;
     s->n_runs = e->runs_per_task(e);
     s->runs = calloc((size_t)s->n_runs, sizeof *s->runs);
     s->n_carry = e->carry_floats(e, mn_lopt_weight_count(o));

@@ -235,6 +235,7 @@ typedef struct {
  * across truncations. */
 typedef struct {
     uint64_t seed;                      /* the family seed naming the task */
+    int64_t horizon, step;              /* the task's horizon and the inner steps each run has taken */
     int n_runs;                         /* tbptt 1; pes, es: 2 pairs (run 2j: +eps, run 2j+1: -eps) */
     mn_task_run **runs;                 /* [n_runs], owned */
     float *carry;                       /* pes: the pairs' accumulated perturbations [pairs][n_weights] */
@@ -269,6 +270,17 @@ mn_meta_estimator mn_meta_estimator_make(const mn_estimator_opts *opts);
 mn_meta_slot *mn_meta_slot_new(const mn_meta_estimator *e, const mn_lopt *o, const mn_meta_family *f, uint64_t seed,
                                int64_t horizon);
 void mn_meta_slot_free(mn_meta_slot *s);
+
+/* ---- several processes (MPI) --------------------------------------------------------------------------
+ * Under mpirun, each rank estimates a slice of the trainer's slots (slot b on rank b mod ranks); the
+ * estimates are summed in slot order, so the weights do not depend on the number of ranks (or threads), and
+ * checkpoints go through rank 0 (no shared file system needed): `mpirun -np N --hostfile HOSTS meta_train
+ * ...`. Every rank runs the same program with the same options. */
+/* Starts MPI when the program was launched by mpirun, else nothing (a plain run stays one process). Returns
+ * this process's rank; *size (may be NULL) the number of ranks. Without MPI in the build: rank 0 of 1. */
+int mn_meta_mpi_init(int *argc, char ***argv, int *size);
+void mn_meta_mpi_finalize(void);
+bool mn_meta_mpi_available(void); /* the build has MPI */
 
 typedef struct {
     int tasks;                          /* B task slots per iteration: 4 */

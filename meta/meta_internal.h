@@ -26,8 +26,24 @@ static inline void *meta_calloc(size_t n, size_t size, const char *op) {
 
 /* splitmix64: derives independent seeds from one (streams of a run, a task's draws). */
 uint64_t meta_mix(uint64_t x);
-/* A new slot drawn from tr's sampling stream (its seed, then its horizon). */
-mn_meta_slot *meta_trainer_sample_slot(mn_meta_trainer *tr);
+/* A new slot b drawn from tr's sampling stream (its seed, then its horizon). */
+mn_meta_slot *meta_trainer_sample_slot(mn_meta_trainer *tr, int b);
+/* Slot b of task seed: with its runs on the rank that owns it, without them (seed, horizon, step only) on
+ * the others. */
+mn_meta_slot *meta_trainer_make_slot(const mn_meta_trainer *tr, int b, uint64_t seed, int64_t horizon);
+
+/* ---- MPI (mpi.c): rank 0 of 1 unless mn_meta_mpi_init started MPI ---- */
+int meta_mpi_rank(void);
+int meta_mpi_size(void);
+static inline bool meta_slot_owned(int b) { return b % meta_mpi_size() == meta_mpi_rank(); }
+/* buf [n] = the sum over the ranks of their buf (every rank gets it) */
+void meta_mpi_sum(double *buf, int64_t n);
+/* true when ok on every rank (a collective call) */
+bool meta_mpi_all(bool ok);
+/* the regular files of dir to rank dest / from rank src (into dir); rank 0's dir to every rank */
+bool meta_mpi_send_files(const char *dir, int dest, mn_err *err);
+bool meta_mpi_recv_files(const char *dir, int src, mn_err *err);
+bool meta_mpi_bcast_files(const char *dir, mn_err *err);
 /* The built-in estimators' tables (tbptt.c, pes.c). */
 mn_meta_estimator meta_tbptt_estimator(const mn_estimator_opts *opts);
 mn_meta_estimator meta_pes_estimator(const mn_estimator_opts *opts);

@@ -1,15 +1,19 @@
 /* Checkpoints of the meta-training outer loop: a directory holding everything a resume needs, so a
  * resumed run continues exactly as one that never stopped.
  *
- *   optimizer.safetensors       the learned optimizer (mn_lopt_save)
- *   meta_optimizer.safetensors  Adam's state over its weights (mn_optim_save)
- *   trainer.safetensors         every run's parameters ("run.B.param.J"); metadata: the options, the
- *                               family, the iteration, the sampling stream, each run's seed, step,
- *                               horizon and data streams
- *   run.B.state.safetensors     each run's optimizer state (mn_lopt_state_save)
+ *   optimizer.safetensors            the learned optimizer (mn_lopt_save)
+ *   meta_optimizer.safetensors       Adam's state over its weights (mn_optim_save)
+ *   trainer.safetensors              metadata: the options, the family, the iteration, the sampling stream,
+ *                                    each slot's seed, horizon and step
+ *   slot.B.safetensors               slot B's runs' parameters ("run.J.param.I") and the estimator's carried
+ *                                    floats ("carry"); metadata: the perturbation stream, each run's step and
+ *                                    data streams
+ *   slot.B.run.J.state.safetensors   each run's optimizer state (mn_lopt_state_save)
  *
  * The files are written into DIR.tmp, which then replaces DIR by two renames (DIR -> DIR.old,
- * DIR.tmp -> DIR); a crash between them leaves DIR.old, which load falls back to. */
+ * DIR.tmp -> DIR); a crash between them leaves DIR.old, which load falls back to. Under MPI every rank
+ * writes its own slots into a directory of its own and sends the files to rank 0, which alone writes DIR;
+ * on load rank 0 sends the checkpoint's files to the others. */
 #include "lopt/learned_internal.h"
 #include "meta/meta_internal.h"
 
@@ -24,7 +28,7 @@
 #include <unistd.h>
 
 #define TRAINER_FORMAT "mnemo-meta-trainer"
-#define TRAINER_VERSION "1"
+#define TRAINER_VERSION "2"
 #define MAX_META 512
 
 /* ---- metadata as key/value strings ----------------------------------------------------------------- */
@@ -87,10 +91,18 @@ static const char *slot_key(int b, const char *what) {
     return key;
 }
 
-static const char *run_key(int b, const char *what) {
+static const char *run_key(int j, const char *what) {
     static char key[48];
-    snprintf(key, sizeof key, "run.%d.%s", b, what);
+    snprintf(key, sizeof key, "run.%d.%s", j, what);
     return key;
+}
+
+/* key/value arrays of m for mn_st_write (into kv [2 m->n]) */
+static const char **meta_kv(const meta_list *m) {
+    const char **kv = calloc((size_t)(2 * m->n + 1), sizeof *kv);
+    if (!kv) mn_fatal("meta-trainer checkpoint: out of memory");
+    for (int i = 0; i < m->n; i++) kv[2 * i] = m->keys[i], kv[2 * i + 1] = m->values[i];
+    return kv;
 }
 
 /* ---- files and directories -------------------------------------------------------------------------- */
@@ -116,7 +128,53 @@ static bool remove_dir(const char *dir) {
     return rmdir(dir) == 0;
 }
 
+static const char *slot_file(char *buf, size_t size, const char *dir, int b, int j) {
+    char name[64];
+    if (j < 0) snprintf(name, sizeof name, "slot.%d.safetensors", b);
+    else snprintf(name, sizeof name, "slot.%d.run.%d.state.safetensors", b, j);
+    return join(buf, size, dir, name);
+}
+
 /* ---- save ---------------------------------------------------------------------------------------------- */
+
+/* slot.B.safetensors and its runs' states into dir */
+static bool write_slot(const mn_meta_slot *s, int b, const char *dir, mn_err *err) {
+    meta_list *m = calloc(1, sizeof *m);
+    int n_entries = s->n_carry > 0;
+    for (int j = 0; j < s->n_runs; j++) n_entries += s->runs[j]->task->n_params;
+    mn_st_entry *entries = calloc((size_t)n_entries + 1, sizeof *entries);
+    char (*names)[48] = calloc((size_t)n_entries + 1, sizeof *names);
+    if (!m || !entries || !names) mn_fatal("mn_meta_trainer_save: out of memory");
+    meta_add(m, "format", TRAINER_FORMAT "-slot");
+    meta_add(m, "noise", "%" PRIu64 ":%" PRIu64, s->noise.seed, s->noise.counter);
+    mn_scope sc = mn_scope_begin();
+    int k = 0;
+    if (s->n_carry) {
+        snprintf(names[k], sizeof names[0], "carry");
+        entries[k] = (mn_st_entry){names[k], mn_from_data(MN_SHAPE(s->n_carry), s->carry)};
+        k++;
+    }
+    for (int j = 0; j < s->n_runs; j++) {
+        const mn_task_run *r = s->runs[j];
+        meta_add(m, run_key(j, "step"), "%" PRId64, r->step);
+        meta_add(m, run_key(j, "data_rng"), "%" PRIu64 ":%" PRIu64, r->data_rng.seed, r->data_rng.counter);
+        meta_add(m, run_key(j, "meta_rng"), "%" PRIu64 ":%" PRIu64, r->meta_rng.seed, r->meta_rng.counter);
+        meta_add(m, run_key(j, "task"), "%s", r->task->desc);
+        for (int i = 0; i < r->task->n_params; i++, k++) {
+            snprintf(names[k], sizeof names[0], "run.%d.param.%d", j, i);
+            entries[k] = (mn_st_entry){names[k], r->params[i]};
+        }
+    }
+    const char **kv = meta_kv(m);
+    char path[4200];
+    bool ok = mn_st_write(slot_file(path, sizeof path, dir, b, -1), n_entries, entries, m->n, kv, err);
+    mn_scope_end(sc);
+    for (int j = 0; ok && j < s->n_runs; j++)
+        ok = mn_lopt_state_save(s->runs[j]->state, slot_file(path, sizeof path, dir, b, j), err);
+    free(kv), free(entries), free(names), free(m);
+    return ok;
+}
+
 static bool write_trainer(const mn_meta_trainer *tr, const char *dir, mn_err *err) {
     meta_list *m = calloc(1, sizeof *m);
     if (!m) mn_fatal("mn_meta_trainer_save: out of memory");
@@ -124,68 +182,49 @@ static bool write_trainer(const mn_meta_trainer *tr, const char *dir, mn_err *er
     meta_add(m, "iteration", "%" PRId64, tr->iteration);
     meta_add(m, "total_skipped", "%" PRId64, tr->total_skipped);
     meta_add(m, "rng", "%" PRIu64 ":%" PRIu64, tr->rng.seed, tr->rng.counter);
-    int n_entries = 0, R = tr->est.runs_per_task(&tr->est);
     for (int b = 0; b < tr->opts.tasks; b++) {
-        n_entries += tr->slots[b]->n_carry > 0;
-        for (int j = 0; j < R; j++) n_entries += tr->slots[b]->runs[j]->task->n_params;
+        const mn_meta_slot *s = tr->slots[b];
+        meta_add(m, slot_key(b, "seed"), "%" PRIu64, s->seed);
+        meta_add(m, slot_key(b, "horizon"), "%" PRId64, s->horizon);
+        meta_add(m, slot_key(b, "step"), "%" PRId64, s->step);
     }
-    mn_st_entry *entries = calloc((size_t)n_entries, sizeof *entries);
-    char (*names)[48] = calloc((size_t)n_entries, sizeof *names);
-    if (!entries || !names) mn_fatal("mn_meta_trainer_save: out of memory");
-    n_entries = 0;
-    mn_scope sc = mn_scope_begin();
-    for (int k = 0; k < tr->opts.tasks * R; k++) {
-        const mn_meta_slot *s = tr->slots[k / R];
-        const mn_task_run *r = s->runs[k % R];
-        int b = k;
-        if (k % R == 0) {
-            meta_add(m, slot_key(k / R, "noise"), "%" PRIu64 ":%" PRIu64, s->noise.seed, s->noise.counter);
-            if (s->n_carry) {
-                snprintf(names[n_entries], sizeof names[0], "slot.%d.carry", k / R);
-                mn_tensor *c = mn_from_data(MN_SHAPE(s->n_carry), s->carry);
-                entries[n_entries] = (mn_st_entry){names[n_entries], c};
-                n_entries++;
-            }
-        }
-        meta_add(m, run_key(b, "seed"), "%" PRIu64, r->seed);
-        meta_add(m, run_key(b, "step"), "%" PRId64, r->step);
-        meta_add(m, run_key(b, "horizon"), "%" PRId64, r->horizon);
-        meta_add(m, run_key(b, "data_rng"), "%" PRIu64 ":%" PRIu64, r->data_rng.seed, r->data_rng.counter);
-        meta_add(m, run_key(b, "meta_rng"), "%" PRIu64 ":%" PRIu64, r->meta_rng.seed, r->meta_rng.counter);
-        meta_add(m, run_key(b, "task"), "%s", r->task->desc);
-        for (int j = 0; j < r->task->n_params; j++) {
-            snprintf(names[n_entries], sizeof names[0], "run.%d.param.%d", b, j);
-            entries[n_entries] = (mn_st_entry){names[n_entries], r->params[j]};
-            n_entries++;
-        }
-    }
-    const char **kv = calloc((size_t)(2 * m->n), sizeof *kv);
-    if (!kv) mn_fatal("mn_meta_trainer_save: out of memory");
-    for (int i = 0; i < m->n; i++) kv[2 * i] = m->keys[i], kv[2 * i + 1] = m->values[i];
+    const char **kv = meta_kv(m);
     char path[4200];
-    bool ok = mn_st_write(join(path, sizeof path, dir, "trainer.safetensors"), n_entries, entries, m->n, kv, err);
-    mn_scope_end(sc);
+    bool ok = mn_st_write(join(path, sizeof path, dir, "trainer.safetensors"), 0, NULL, m->n, kv, err);
     free(kv);
-    free(entries);
-    free(names);
     free(m);
     return ok;
 }
 
+static bool write_own_slots(const mn_meta_trainer *tr, const char *dir, mn_err *err) {
+    bool ok = true;
+    for (int b = 0; ok && b < tr->opts.tasks; b++)
+        if (meta_slot_owned(b)) ok = write_slot(tr->slots[b], b, dir, err);
+    return ok;
+}
+
 bool mn_meta_trainer_save(const mn_meta_trainer *tr, const char *dir, mn_err *err) {
-    char tmp[4200], old[4200], path[4200], name[64];
-    snprintf(tmp, sizeof tmp, "%s.tmp", dir);
+    char tmp[4200], old[4200], path[4200];
+    int rank = meta_mpi_rank(), size = meta_mpi_size();
+    snprintf(tmp, sizeof tmp, rank ? "%s.rank%d.tmp" : "%s.tmp", dir, rank);
     snprintf(old, sizeof old, "%s.old", dir);
-    if (!remove_dir(tmp) || mkdir(tmp, 0777) != 0)
-        return mn_err_set(err, "%s: cannot create the checkpoint directory (%s)", tmp, strerror(errno));
-    bool ok = mn_lopt_save(tr->o, join(path, sizeof path, tmp, "optimizer.safetensors"), err) &&
-              mn_optim_save(tr->adam, join(path, sizeof path, tmp, "meta_optimizer.safetensors"), err) &&
-              write_trainer(tr, tmp, err);
-    int R = tr->est.runs_per_task(&tr->est);
-    for (int k = 0; ok && k < tr->opts.tasks * R; k++) {
-        snprintf(name, sizeof name, "run.%d.state.safetensors", k);
-        ok = mn_lopt_state_save(tr->slots[k / R]->runs[k % R]->state, join(path, sizeof path, tmp, name), err);
+    bool ok = remove_dir(tmp) && mkdir(tmp, 0777) == 0;
+    if (!ok) mn_err_set(err, "%s: cannot create the checkpoint directory (%s)", tmp, strerror(errno));
+    ok = ok && write_own_slots(tr, tmp, err);
+    if (rank == 0) {
+        ok = ok && mn_lopt_save(tr->o, join(path, sizeof path, tmp, "optimizer.safetensors"), err) &&
+             mn_optim_save(tr->adam, join(path, sizeof path, tmp, "meta_optimizer.safetensors"), err) &&
+             write_trainer(tr, tmp, err);
+        mn_err why;
+        for (int r = 1; r < size; r++) /* the other ranks' slots, in rank order */
+            if (!meta_mpi_recv_files(tmp, r, &why) && ok) ok = mn_err_set(err, "%s", why.msg);
+    } else {
+        mn_err why;
+        if (!meta_mpi_send_files(tmp, 0, &why) && ok) ok = mn_err_set(err, "%s", why.msg);
+        remove_dir(tmp);
     }
+    if (!meta_mpi_all(ok) && ok) ok = mn_err_set(err, "%s: another rank could not write its part", dir);
+    if (rank != 0) return ok;
     if (!ok) {
         remove_dir(tmp);
         return false;
@@ -232,15 +271,15 @@ static bool meta_rng(const mn_st_file *f, const char *key, mn_rng *out, mn_err *
     return true;
 }
 
-/* Parameters of run b from the file into r (shapes checked). */
-static bool load_params(const mn_st_file *f, int b, mn_task_run *r, mn_err *err) {
+/* Parameters of run j from the slot's file into r (shapes checked). */
+static bool load_params(const mn_st_file *f, int j, mn_task_run *r, mn_err *err) {
     char name[48];
-    for (int j = 0; j < r->task->n_params; j++) {
-        snprintf(name, sizeof name, "run.%d.param.%d", b, j);
+    for (int i = 0; i < r->task->n_params; i++) {
+        snprintf(name, sizeof name, "run.%d.param.%d", j, i);
         const char *dtype;
         int ndim;
         int64_t shape[MN_MAX_DIMS];
-        mn_tensor *p = r->params[j];
+        mn_tensor *p = r->params[i];
         bool same = mn_st_info(f, name, &dtype, &ndim, shape) && !strcmp(dtype, "F32") && ndim == p->ndim;
         for (int d = 0; same && d < ndim; d++) same = shape[d] == p->shape[d];
         char want[96];
@@ -256,62 +295,47 @@ static bool load_params(const mn_st_file *f, int b, mn_task_run *r, mn_err *err)
     return true;
 }
 
-/* Restores run k (of the slot's runs, made from the same seed) from the file: parameters, state, streams
- * and counters. */
-static bool load_run(const mn_st_file *f, const char *dir, int k, mn_task_run *r, mn_err *err) {
-    uint64_t seed, step, horizon;
-    mn_rng data, meta;
-    if (!meta_u64(f, run_key(k, "seed"), &seed, err) || !meta_u64(f, run_key(k, "step"), &step, err) ||
-        !meta_u64(f, run_key(k, "horizon"), &horizon, err) || !meta_rng(f, run_key(k, "data_rng"), &data, err) ||
-        !meta_rng(f, run_key(k, "meta_rng"), &meta, err))
-        return false;
-    if (seed != r->seed || (int64_t)horizon != r->horizon)
-        return mn_err_set(err, "%s: run %d has seed %" PRIu64 " and horizon %" PRIu64
-                               ", unlike the other runs of its task",
-                          mn_st_path(f), k, seed, horizon);
-    char path[4200], name[64];
-    snprintf(name, sizeof name, "run.%d.state.safetensors", k);
-    if (!load_params(f, k, r, err) || !mn_lopt_state_load(r->state, join(path, sizeof path, dir, name), err))
-        return false;
-    r->step = (int64_t)step;
-    r->data_rng = data;
-    r->meta_rng = meta;
-    return true;
-}
-
-/* Re-creates slot b from its first run's seed and horizon, then restores its runs and carried state. */
-static mn_meta_slot *load_slot(const mn_meta_trainer *tr, const mn_st_file *f, const char *dir, int b,
-                               int *n_tensors, mn_err *err) {
-    int R = tr->est.runs_per_task(&tr->est);
-    uint64_t seed, horizon;
-    if (!meta_u64(f, run_key(b * R, "seed"), &seed, err) || !meta_u64(f, run_key(b * R, "horizon"), &horizon, err))
+/* Re-creates slot b from its seed and horizon; an owned slot's runs and carried state come from its files. */
+static mn_meta_slot *load_slot(const mn_meta_trainer *tr, const mn_st_file *tf, const char *dir, int b, mn_err *err) {
+    uint64_t seed, horizon, step;
+    if (!meta_u64(tf, slot_key(b, "seed"), &seed, err) || !meta_u64(tf, slot_key(b, "horizon"), &horizon, err) ||
+        !meta_u64(tf, slot_key(b, "step"), &step, err))
         return NULL;
-    mn_meta_slot *s = mn_meta_slot_new(&tr->est, tr->o, tr->family, seed, (int64_t)horizon);
-    bool ok = true;
-    for (int j = 0; ok && j < R; j++) {
-        ok = load_run(f, dir, b * R + j, s->runs[j], err);
-        *n_tensors += s->runs[j]->task->n_params;
+    mn_meta_slot *s = meta_trainer_make_slot(tr, b, seed, (int64_t)horizon);
+    s->step = (int64_t)step;
+    if (!meta_slot_owned(b)) return s;
+    char path[4200];
+    mn_st_file *f = mn_st_open(slot_file(path, sizeof path, dir, b, -1), err);
+    bool ok = f != NULL;
+    int n_expected = s->n_carry > 0;
+    ok = ok && meta_rng(f, "noise", &s->noise, err);
+    for (int j = 0; ok && j < s->n_runs; j++) {
+        mn_task_run *r = s->runs[j];
+        uint64_t run_step;
+        ok = meta_u64(f, run_key(j, "step"), &run_step, err) && meta_rng(f, run_key(j, "data_rng"), &r->data_rng, err) &&
+             meta_rng(f, run_key(j, "meta_rng"), &r->meta_rng, err) && load_params(f, j, r, err) &&
+             mn_lopt_state_load(r->state, slot_file(path, sizeof path, dir, b, j), err);
+        r->step = (int64_t)run_step;
+        n_expected += r->task->n_params;
     }
-    const char *noise = slot_key(b, "noise");
-    ok = ok && (mn_st_meta(f, noise) ? meta_rng(f, noise, &s->noise, err) : true); /* absent in the first format */
     if (ok && s->n_carry) {
-        char name[48];
-        snprintf(name, sizeof name, "slot.%d.carry", b);
         const char *dtype;
         int ndim;
         int64_t shape[MN_MAX_DIMS];
-        ok = mn_st_info(f, name, &dtype, &ndim, shape) && !strcmp(dtype, "F32") && ndim == 1 && shape[0] == s->n_carry;
+        ok = mn_st_info(f, "carry", &dtype, &ndim, shape) && !strcmp(dtype, "F32") && ndim == 1 && shape[0] == s->n_carry;
         if (!ok) {
-            mn_err_set(err, "%s: tensor %s is missing or not F32 [%lld]", mn_st_path(f), name, (long long)s->n_carry);
+            mn_err_set(err, "%s: tensor carry is missing or not F32 [%lld]", mn_st_path(f), (long long)s->n_carry);
         } else {
             mn_scope sc = mn_scope_begin();
-            mn_tensor *t = mn_st_read(f, name, err);
+            mn_tensor *t = mn_st_read(f, "carry", err);
             if (t) memcpy(s->carry, mn_data(t), sizeof(float) * (size_t)s->n_carry);
             ok = t != NULL;
             mn_scope_end(sc);
         }
-        (*n_tensors)++;
     }
+    if (ok && mn_st_count(f) != n_expected)
+        ok = mn_err_set(err, "%s: %d tensors, expected %d", mn_st_path(f), mn_st_count(f), n_expected);
+    mn_st_close(f);
     if (!ok) {
         mn_meta_slot_free(s);
         return NULL;
@@ -346,16 +370,15 @@ static bool load_weights(const mn_meta_trainer *tr, const char *dir, mn_lopt **l
     return true;
 }
 
-bool mn_meta_trainer_load(mn_meta_trainer *tr, const char *dir_in, mn_err *err) {
-    char dir[4200], path[4200];
-    snprintf(dir, sizeof dir, "%s", dir_in);
-    if (!exists(join(path, sizeof path, dir, "trainer.safetensors"))) {
-        char old[4200];
-        snprintf(old, sizeof old, "%s.old", dir_in);
-        if (exists(join(path, sizeof path, old, "trainer.safetensors"))) snprintf(dir, sizeof dir, "%s", old);
-    }
+/* Everything but the Adam state and the weights, from dir into fresh slots (the trainer unchanged). */
+static bool load_from(mn_meta_trainer *tr, const char *dir, mn_err *err) {
+    char path[4200];
     mn_st_file *f = mn_st_open(join(path, sizeof path, dir, "trainer.safetensors"), err);
-    if (!f) return false;
+    if (!f) { /* the other ranks still meet this one in the two agreements below */
+        meta_mpi_all(false);
+        meta_mpi_all(false);
+        return false;
+    }
     meta_list *m = calloc(1, sizeof *m);
     if (!m) mn_fatal("mn_meta_trainer_load: out of memory");
     options_meta(tr, m);
@@ -367,7 +390,7 @@ bool mn_meta_trainer_load(mn_meta_trainer *tr, const char *dir_in, mn_err *err) 
                             v ? v : "(missing)", m->values[i]);
     }
     free(m);
-    /* the keys the first format lacked: absent means its fixed choices */
+    /* the keys written only when they differ from the defaults */
     const char *keys[2] = {"estimator", "horizon"};
     const char *fallback[2] = {"tbptt", "uniform"};
     const char *want[2] = {mn_estimator_kind_name(tr->opts.estimator.kind), mn_horizon_kind_name(tr->opts.horizon)};
@@ -381,20 +404,17 @@ bool mn_meta_trainer_load(mn_meta_trainer *tr, const char *dir_in, mn_err *err) 
     mn_rng rng = {0};
     ok = ok && meta_u64(f, "iteration", &iteration, err) && meta_u64(f, "total_skipped", &skipped, err) &&
          meta_rng(f, "rng", &rng, err);
-    int B = tr->opts.tasks, n_expected = 0;
+    int B = tr->opts.tasks;
     mn_meta_slot **slots = calloc((size_t)B, sizeof *slots);
     if (!slots) mn_fatal("mn_meta_trainer_load: out of memory");
-    for (int b = 0; ok && b < B; b++) {
-        slots[b] = load_slot(tr, f, dir, b, &n_expected, err);
-        ok = slots[b] != NULL;
-    }
-    if (ok && mn_st_count(f) != n_expected)
-        ok = mn_err_set(err, "%s: %d tensors, expected %d", mn_st_path(f), mn_st_count(f), n_expected);
+    for (int b = 0; ok && b < B; b++) ok = (slots[b] = load_slot(tr, f, dir, b, err)) != NULL;
     mn_st_close(f);
     mn_lopt *loaded = NULL;
     ok = ok && load_weights(tr, dir, &loaded, err);
+    ok = meta_mpi_all(ok) || (ok && mn_err_set(err, "%s: another rank could not read its part", dir));
     /* last, because it is the one step that changes the trainer (and does nothing when it fails) */
     ok = ok && mn_optim_load(tr->adam, join(path, sizeof path, dir, "meta_optimizer.safetensors"), err);
+    ok = meta_mpi_all(ok) || (ok && mn_err_set(err, "%s: another rank could not read its part", dir));
     if (ok) {
         const mn_params *w = mn_lopt_weights(tr->o), *lw = mn_lopt_weights(loaded);
         for (int i = 0; i < w->count; i++) mnt_copy_(w->items[i].tensor, lw->items[i].tensor);
@@ -410,5 +430,26 @@ bool mn_meta_trainer_load(mn_meta_trainer *tr, const char *dir_in, mn_err *err) 
     }
     mn_lopt_free(loaded);
     free(slots);
+    return ok;
+}
+
+bool mn_meta_trainer_load(mn_meta_trainer *tr, const char *dir_in, mn_err *err) {
+    char dir[4200], path[4200];
+    int rank = meta_mpi_rank();
+    snprintf(dir, sizeof dir, "%s", dir_in);
+    if (rank == 0 && !exists(join(path, sizeof path, dir, "trainer.safetensors"))) {
+        char old[4200];
+        snprintf(old, sizeof old, "%s.old", dir_in);
+        if (exists(join(path, sizeof path, old, "trainer.safetensors"))) snprintf(dir, sizeof dir, "%s", old);
+    }
+    /* the other ranks load rank 0's files from a directory of their own */
+    if (rank != 0) {
+        snprintf(dir, sizeof dir, "%s.rank%d.load", dir_in, rank);
+        remove_dir(dir);
+    }
+    mn_err why;
+    bool sent = meta_mpi_bcast_files(dir, &why);
+    bool ok = meta_mpi_all(sent) ? load_from(tr, dir, err) : mn_err_set(err, "%s: %s", dir_in, why.msg);
+    if (rank != 0) remove_dir(dir);
     return ok;
 }

@@ -217,7 +217,7 @@ static mn_tensor *mha_call(mn_tensor *const *in, void *ctx) {
     return mn_mha_forward(c->a, in[0], keep, 0, NULL);
 }
 
-static void check_mha(const mn_mha *a, bool masked, bool second, mn_check_opts o) {
+static void check_mha(mn_mha *a, bool masked, bool second, mn_check_opts o) {
     mn_params p = {0};
     mn_mha_params(a, &p, "self", "out");
     mn_tensor *in[9];
