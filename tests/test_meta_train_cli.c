@@ -8,6 +8,7 @@
  * to this test (build/CFG/tests -> build/CFG/bench); skipped when it is not built. */
 #include "testutil.h"
 
+#include "data/data.h"
 #include "meta/meta.h"
 
 #include <jansson.h>
@@ -220,11 +221,45 @@ static void mpi_ranks_give_the_weights_of_one_process(void **state) {
     }
 }
 
+/* The example that defines its own ViT task family and meta-trains Mnemosyne-T on it runs, saves weights that
+ * load and differ from the built-in ones, and reports both comparison losses. Skipped without Fashion-MNIST. */
+static void the_own_task_example_meta_trains_mnemosyne_t(void **state) {
+    (void)state;
+    char example[PATH_MAX + 64], cmd[8 * PATH_MAX], ckpt[PATH_MAX + 64], log[PATH_MAX + 64];
+    snprintf(example, sizeof example, "%.*s/examples/meta_train_vit", (int)(strlen(program) - strlen("/bench/meta_train")),
+             program);
+    if (access(example, X_OK) != 0 || access(MN_FASHION_MNIST_DIR "/train-images-idx3-ubyte.gz", R_OK) != 0) skip();
+    snprintf(ckpt, sizeof ckpt, "%s/own.safetensors", work_dir);
+    snprintf(log, sizeof log, "%s/own.log", work_dir);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && '%s' --iterations 2 --tasks 1 --pairs 1 --unroll 5 --eval-steps 20 --task-threads 1 --out '%s' "
+             "> '%s' 2>&1",
+             work_dir, example, ckpt, log);
+    run(cmd);
+    size_t size;
+    char *text = slurp(log, &size);
+    assert_non_null(strstr(text, "iteration 2/2"));
+    assert_non_null(strstr(text, "final train loss"));
+    free(text);
+    mn_err err;
+    mn_lopt *trained = mn_lopt_load(ckpt, &err), *builtin = mn_lopt_pretrained(MN_LOPT_MNEMOSYNE_T, &err);
+    assert_non_null(trained);
+    assert_non_null(builtin);
+    int64_t n = mn_lopt_weight_count(trained);
+    float *a = malloc(sizeof(float) * (size_t)n), *b = malloc(sizeof(float) * (size_t)n);
+    mn_lopt_get_flat(trained, a);
+    mn_lopt_get_flat(builtin, b);
+    assert_true(memcmp(a, b, sizeof(float) * (size_t)n) != 0);
+    free(a), free(b);
+    mn_lopt_free(trained), mn_lopt_free(builtin);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(kept_weights_follow_the_chosen_validation_measure),
         cmocka_unit_test(pes_resumes_exactly_and_ignores_the_thread_count),
         cmocka_unit_test(mpi_ranks_give_the_weights_of_one_process),
+        cmocka_unit_test(the_own_task_example_meta_trains_mnemosyne_t),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
