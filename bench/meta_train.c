@@ -99,39 +99,6 @@ static void plot(const char *dir, const history *h, const history *val, const ch
     free(avg);
 }
 
-/* ---- validation: fixed held-out tasks trained from scratch with the current weights --------------------- */
-typedef struct {
-    double log_loss;       /* mean over tasks and steps of log(training loss): the area under the log curve */
-    double final_log_loss; /* mean over tasks of log(mean training loss of the last 5% of the steps) */
-    double test_loss;      /* mean over tasks of the test loss at the end */
-} validation;
-
-/* The learned optimizer trains n tasks of the family (seeds from their own stream, the same at every
- * validation) for steps steps, first-order gradients and no graph: what using it later looks like. */
-static validation validate(const mn_lopt *o, const mn_meta_family *f, uint64_t seed, int n, int steps,
-                           float lr_scale) {
-    validation v = {0, 0, 0};
-    int tail = steps / 20 > 0 ? steps / 20 : 1; /* the final train loss of bench/eval_optimizers */
-    mn_rng seeds = mn_rng_new(seed ^ 0x7a11da7eull);
-    for (int k = 0; k < n; k++) {
-        uint64_t task_seed = (uint64_t)mn_rng_u32(&seeds) << 32 | mn_rng_u32(&seeds);
-        mn_task_run *r = mn_task_run_new(f->sample(f, task_seed), task_seed, o, steps);
-        double sum = 0, last = 0;
-        for (int s = 0; s < steps; s++) {
-            double l = mn_meta_inner_step(o, r, lr_scale, false, NULL);
-            sum += isfinite(l) && l > 0 ? log(l) : (isfinite(l) ? -30 : 30); /* a diverged run counts as e^30 */
-            if (s >= steps - tail) last += isfinite(l) ? l / tail : INFINITY;
-        }
-        double test, metric;
-        r->task->vt->test(r->task, r->params, &test, &metric);
-        v.log_loss += sum / steps / n;
-        v.final_log_loss += (isfinite(last) && last > 0 ? log(last) : 30) / n;
-        v.test_loss += test / n;
-        mn_task_run_free(r);
-    }
-    return v;
-}
-
 /* Every rank takes part (the trainer's checkpoint is collective); rank 0 writes the files. */
 static bool checkpoint(const options *op, const mn_meta_trainer *tr, const mn_lopt *o, const history *h,
                        const history *val, mn_err *err) {
@@ -145,25 +112,26 @@ static bool checkpoint(const options *op, const mn_meta_trainer *tr, const mn_lo
     return true;
 }
 
-/* Validates, logs the result, and keeps the best weights so far in optimizer_best.safetensors. */
-static bool record_validation(const options *op, const mn_lopt *o, const mn_meta_family *family, int64_t iteration,
-                              FILE *log, history *val, mn_err *err) {
-    validation v = validate(o, family, (uint64_t)op->seed, (int)op->val_tasks, (int)op->val_steps, (float)op->lr_scale);
+/* Validates (meta/: held-out tasks of the family trained from scratch with the current weights), logs the
+ * result, and keeps the best weights so far in optimizer_best.safetensors. */
+static bool record_validation(const options *op, mn_meta_trainer *tr, const mn_lopt *o, int64_t iteration, FILE *log,
+                              history *val, mn_err *err) {
+    mn_meta_validation_opts vo = {.tasks = (int)op->val_tasks, .steps = (int)op->val_steps,
+                                  .lr_scale = (float)op->lr_scale, .select_final = op->select_final,
+                                  .seed = (uint64_t)op->seed};
+    mn_meta_validation v = mn_meta_trainer_validate(tr, &vo);
     fprintf(log, "{\"iteration\": %lld", (long long)iteration);
     json_num(log, "val_log_loss", v.log_loss);
     json_num(log, "val_final_log_loss", v.final_log_loss);
     json_num(log, "val_test_loss", v.test_loss);
     fprintf(log, "}\n");
-    double best = INFINITY;
-    for (int i = 0; i < val->n; i++) best = fmin(best, val->y[i]);
-    double score = op->select_final ? v.final_log_loss : v.log_loss;
-    history_add(val, (double)iteration, score);
+    history_add(val, (double)iteration, v.score);
     fprintf(stderr,
             "validation at iteration %lld: mean log loss %.4f, final log loss %.4f over %ld tasks x %ld steps, "
             "test loss %.4f%s\n",
             (long long)iteration, v.log_loss, v.final_log_loss, op->val_tasks, op->val_steps, v.test_loss,
-            score < best ? " (best so far)" : "");
-    if (!(score < best)) return true;
+            v.best ? " (best so far)" : "");
+    if (!v.best) return true;
     char path[4200];
     snprintf(path, sizeof path, "%s/optimizer_best.safetensors", op->out);
     return mn_lopt_save(o, path, err);
@@ -219,7 +187,7 @@ static int run(const options *op, mn_meta_trainer *tr, mn_lopt *o, const mn_meta
 
     int64_t first = mn_meta_trainer_iteration(tr), done = 0;
     long val_every = op->val_every ? op->val_every : op->checkpoint_every;
-    if (root && op->val_tasks > 0 && first == 0 && !record_validation(op, o, family, 0, log, &val, &err)) {
+    if (root && op->val_tasks > 0 && first == 0 && !record_validation(op, tr, o, 0, log, &val, &err)) {
         fprintf(stderr, "meta_train: %s\n", err.msg);
         fclose(log);
         free(h.x), free(h.y), free(val.x), free(val.y);
@@ -254,7 +222,7 @@ static int run(const options *op, mn_meta_trainer *tr, mn_lopt *o, const mn_meta
                  (long long)st.total_skipped, iterating / (double)done, (double)inner_steps / iterating);
         if (root) progress_update_extra(&pr, st.iteration, st.meta_loss, done * op->tasks, extra);
         if (root && op->val_tasks > 0 && (st.iteration % val_every == 0 || st.iteration == op->iterations) &&
-            !record_validation(op, o, family, st.iteration, log, &val, &err)) {
+            !record_validation(op, tr, o, st.iteration, log, &val, &err)) {
             fprintf(stderr, "meta_train: %s\n", err.msg);
             status = 1;
             break;

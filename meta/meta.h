@@ -315,6 +315,29 @@ mn_meta_trainer *mn_meta_trainer_new(mn_lopt *o, const mn_meta_family *f, const 
 void mn_meta_trainer_iterate(mn_meta_trainer *tr, mn_meta_stats *stats);
 int64_t mn_meta_trainer_iteration(const mn_meta_trainer *tr);
 const mn_task_run *mn_meta_trainer_run(const mn_meta_trainer *tr, int i); /* slot i's first run, i < B */
+/* ---- validation and the best weights ---------------------------------------------------------------- */
+typedef struct {
+    int tasks;                          /* held-out tasks of the family (seeds from their own stream): 2 */
+    int steps;                          /* each trained from scratch for: 100 */
+    float lr_scale;                     /* of the learned optimizer: 1 */
+    bool select_final;                  /* the best weights by final_log_loss, else by log_loss */
+    uint64_t seed;                      /* names the tasks: the same at every validation */
+} mn_meta_validation_opts;
+typedef struct {
+    double log_loss;                    /* mean over tasks and steps of log(training loss): the area under the curve */
+    double final_log_loss;              /* mean over tasks of log(mean training loss of the last 5% of the steps) */
+    double test_loss;                   /* mean over tasks of the test loss at the end (NAN: tasks without a test) */
+    double score;                       /* the measure the selection uses */
+    bool best;                          /* mn_meta_trainer_validate: lower than every earlier validation */
+} mn_meta_validation;
+/* Trains the held-out tasks with o the way it is used after meta-training (first-order gradients, the fused
+ * no-graph step), on `threads` threads (the same numbers for any count). A diverged task counts as e^30. */
+mn_meta_validation mn_meta_validate(const mn_lopt *o, const mn_meta_family *f, const mn_meta_validation_opts *opts,
+                                    int threads);
+/* The same for the trainer's weights, on its task threads, and whether they are the best so far (the best
+ * score is kept in the trainer's checkpoints, so a resumed run selects as one that never stopped). */
+mn_meta_validation mn_meta_trainer_validate(mn_meta_trainer *tr, const mn_meta_validation_opts *opts);
+
 /* Everything a resume needs in directory dir: the weights (optimizer.safetensors, mn_lopt_save), the
  * Adam state, every task run (parameters, optimizer state, data streams, step, horizon, seed), the
  * estimators' carried state, the iteration, the sampling stream and the options. Written into dir.tmp,

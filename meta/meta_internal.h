@@ -15,6 +15,7 @@ struct mn_meta_trainer {
     mn_meta_slot **slots;        /* [opts.tasks] */
     mn_rng rng;                  /* task seeds and horizons */
     int64_t iteration, total_skipped;
+    double best_score;           /* lowest validation score so far (INFINITY: none) */
 };
 
 /* calloc that stops with "op: out of memory" instead of returning NULL */

@@ -55,6 +55,7 @@ mn_meta_trainer *mn_meta_trainer_new(mn_lopt *o, const mn_meta_family *f, const 
     tr->family = f;
     tr->opts = *opts;
     tr->est = mn_meta_estimator_make(&opts->estimator);
+    tr->best_score = INFINITY;
     tr->rng = mn_rng_new(meta_mix(opts->seed));
     tr->adam = mn_adam_new(mn_lopt_weights(o), opts->meta_lr, 0.9f, 0.999f, 1e-8f, 0.0f);
     tr->slots = meta_calloc((size_t)opts->tasks, sizeof *tr->slots, "mn_meta_trainer_new");

@@ -18,6 +18,7 @@
 #include "meta/meta_internal.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -182,6 +183,7 @@ static bool write_trainer(const mn_meta_trainer *tr, const char *dir, mn_err *er
     meta_add(m, "iteration", "%" PRId64, tr->iteration);
     meta_add(m, "total_skipped", "%" PRId64, tr->total_skipped);
     meta_add(m, "rng", "%" PRIu64 ":%" PRIu64, tr->rng.seed, tr->rng.counter);
+    meta_add(m, "best_score", "%.17g", tr->best_score);
     for (int b = 0; b < tr->opts.tasks; b++) {
         const mn_meta_slot *s = tr->slots[b];
         meta_add(m, slot_key(b, "seed"), "%" PRIu64, s->seed);
@@ -404,6 +406,11 @@ static bool load_from(mn_meta_trainer *tr, const char *dir, mn_err *err) {
     mn_rng rng = {0};
     ok = ok && meta_u64(f, "iteration", &iteration, err) && meta_u64(f, "total_skipped", &skipped, err) &&
          meta_rng(f, "rng", &rng, err);
+    const char *bs = mn_st_meta(f, "best_score");
+    char *end = NULL;
+    double best = bs ? strtod(bs, &end) : NAN;
+    if (ok && (!bs || *end || isnan(best)))
+        ok = mn_err_set(err, "%s: metadata \"best_score\" is \"%s\", expected a number or inf", path, bs ? bs : "(missing)");
     int B = tr->opts.tasks;
     mn_meta_slot **slots = calloc((size_t)B, sizeof *slots);
     if (!slots) mn_fatal("mn_meta_trainer_load: out of memory");
@@ -425,6 +432,7 @@ static bool load_from(mn_meta_trainer *tr, const char *dir, mn_err *err) {
         tr->iteration = (int64_t)iteration;
         tr->total_skipped = (int64_t)skipped;
         tr->rng = rng;
+        tr->best_score = best;
     } else {
         for (int b = 0; b < B; b++) mn_meta_slot_free(slots[b]);
     }

@@ -246,6 +246,26 @@ static void a_pes_trainer_resumes_exactly(void **state) {
     tu_remove_tree(dir);
 }
 
+/* Validation on two threads scores the same tasks the same way as on one, and the trainer keeps its best. */
+static void validation_is_the_same_on_threads_and_tracks_the_best(void **state) {
+    (void)state;
+    mn_meta_family *f = mn_meta_quadratic_family(3, 8);
+    mn_lopt *o = test_optimizer();
+    mn_meta_validation_opts vo = {.tasks = 3, .steps = 12, .lr_scale = LR_SCALE, .select_final = true, .seed = 4};
+    mn_meta_validation a = mn_meta_validate(o, f, &vo, 1), b = mn_meta_validate(o, f, &vo, 2);
+    assert_true(a.log_loss == b.log_loss && a.final_log_loss == b.final_log_loss && a.test_loss == b.test_loss);
+    assert_true(a.score == a.final_log_loss);
+    mn_meta_trainer_opts op = trainer_opts(MN_ESTIMATOR_PES, 2);
+    mn_meta_trainer *tr = mn_meta_trainer_new(o, f, &op);
+    mn_meta_validation first = mn_meta_trainer_validate(tr, &vo), again = mn_meta_trainer_validate(tr, &vo);
+    assert_true(first.best);
+    assert_false(again.best); /* the same weights: not lower */
+    assert_true(first.score == a.score);
+    mn_meta_trainer_free(tr);
+    mn_lopt_free(o);
+    mn_meta_family_free(f);
+}
+
 /* ---- truncation schedules ------------------------------------------------------------------------------ */
 
 static void horizons_follow_their_schedule(void **state) {
@@ -281,6 +301,7 @@ int main(void) {
         cmocka_unit_test(pes_and_es_match_the_whole_run_gradient_where_truncated_backprop_does_not),
         cmocka_unit_test(task_threads_give_the_same_weights_as_one_thread),
         cmocka_unit_test(a_pes_trainer_resumes_exactly),
+        cmocka_unit_test(validation_is_the_same_on_threads_and_tracks_the_best),
         cmocka_unit_test(horizons_follow_their_schedule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
