@@ -11,6 +11,7 @@
  * features are divided by exp(max exponent), which cancels between numerator and denominator and
  * keeps them from all underflowing for a large query; eps is added to that stabilised
  * denominator (eps e^c in the unstabilised formula). */
+#include "lopt/formulas.h"
 #include "lopt/learned_internal.h"
 
 #include <math.h>
@@ -118,8 +119,8 @@ mn_tensor *lopt_cam_attend(mn_tensor *phi_q, mn_tensor *phi_k, mn_tensor *v, mn_
 /* gamma = exp(-tau); learned: tau = softplus(x) = max(x, 0) + log(1 + exp(-|x|)) of x = tau_raw [1] */
 static float cam_gamma(const lopt_cam *c, const mn_lopt_config *cfg, mn_tensor **gamma_t) {
     *gamma_t = NULL;
-    if (!c->tau_raw) return expf(-cfg->tau);
-    mn_tensor *x = c->tau_raw;
+    if (!c->tau_raw) return lopt_discount(cfg->tau);
+    mn_tensor *x = c->tau_raw; /* lopt_softplus and lopt_discount as differentiable ops */
     mn_tensor *tau = mn_add(mn_relu(x), mn_log(mn_add_scalar(mn_exp(mn_neg(mn_abs(x))), 1.0f)));
     *gamma_t = mn_exp(mn_neg(tau));
     return mn_item(*gamma_t);

@@ -5,6 +5,7 @@
  * A step flattens and concatenates every tensor's gradient into one vector of P coordinates,
  * computes all features and runs the network once over all of them, then splits the update back
  * into the tensors' shapes. */
+#include "lopt/formulas.h"
 #include "lopt/learned_internal.h"
 #include "tensor/tensor_internal.h"
 
@@ -372,7 +373,7 @@ static mn_tensor *bias_correction(const mn_lopt_state *s, float beta) {
     const lopt_layout *lay = &s->lay;
     bool same = true;
     for (int i = 1; i < lay->n; i++) same &= s->steps[i] == s->steps[0];
-#define CORR(t) (float)(1.0 - pow((double)beta, (double)((t) < 1 ? 1 : (t))))
+#define CORR(t) lopt_bias_correction(beta, t)
     if (same) return mn_scalar(CORR(s->steps[0]));
     mn_tensor *c = mn_empty(MN_SHAPE(lay->total));
     float *d = mn_data(c);

@@ -11,6 +11,7 @@
  * corrections and whether its state advances are per tensor), run in parallel with OpenMP when
  * there are enough of them. Blocks are independent and computed alike at any thread count, so
  * results do not depend on it. */
+#include "lopt/formulas.h"
 #include "lopt/learned_fast.h"
 
 #include "tensor/cpu.h"
@@ -40,10 +41,8 @@ float *lf_scratch_pool(size_t floats, int threads, size_t *stride) {
 }
 
 void lf_bias_corrections(const mn_lopt_state *s, int i, float *bc1, float *bc2) {
-    /* as learned.c's bias_correction: 1 - beta^t in double, t >= 1 */
-    double t = (double)(s->steps[i] < 1 ? 1 : s->steps[i]);
-    *bc1 = (float)(1.0 - pow((double)s->cfg.ext_beta1, t));
-    *bc2 = (float)(1.0 - pow((double)s->cfg.ext_beta2, t));
+    *bc1 = lopt_bias_correction(s->cfg.ext_beta1, s->steps[i]);
+    *bc2 = lopt_bias_correction(s->cfg.ext_beta2, s->steps[i]);
 }
 
 /* ---- when to take it ------------------------------------------------------------------------------- */
@@ -79,10 +78,7 @@ static lf_norm norm_of(const mn_norm *n) { return (lf_norm){raw(n->weight), raw(
 
 /* gamma = exp(-tau), tau = softplus(tau_raw) when learned (cam.c's cam_gamma) */
 static float cam_gamma(const lopt_cam *c, const mn_lopt_config *cfg) {
-    if (!c->tau_raw) return expf(-cfg->tau);
-    float x = mn_item(c->tau_raw);
-    float tau = fmaxf(x, 0.0f) + logf(expf(-fabsf(x)) + 1.0f);
-    return expf(-tau);
+    return lopt_discount(c->tau_raw ? lopt_softplus(mn_item(c->tau_raw)) : cfg->tau);
 }
 
 /* The LSTM's gate weights transposed to [in + H][G] and padded (lstm_block's layout), the g rows
