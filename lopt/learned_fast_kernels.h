@@ -17,7 +17,92 @@
 #define LF_CAT_(a, b) a##b
 #define LF_CAT(a, b) LF_CAT_(a, b)
 
-typedef float vf __attribute__((vector_size(64), may_alias));
+/* Native vectors: NV floats (16 with AVX-512, 8 with AVX2, 4 for the SSE2 baseline); a buffer
+ * row (a multiple of LF_VEC columns) is a whole number of them. */
+#if defined(__AVX512F__)
+#define NV 16
+#elif defined(__AVX2__)
+#define NV 8
+#else
+#define NV 4
+#endif
+typedef float vf __attribute__((vector_size(NV * 4), may_alias));
+
+#if NV == 16
+#include <immintrin.h>
+static inline __attribute__((always_inline)) vf fmav(vf a, vf b, vf c) { return (vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c); }
+#elif NV == 8
+#include <immintrin.h>
+static inline __attribute__((always_inline)) vf fmav(vf a, vf b, vf c) { return (vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c); }
+#else
+static inline __attribute__((always_inline)) vf fmav(vf a, vf b, vf c) { return a * b + c; }
+#endif
+
+/* Register tile of the micro-kernel: TR rows of broadcast operands times TV vectors (AVX-512 has
+ * 32 vector registers, AVX2 and SSE2 16: the TR x TV accumulators, TV loads and a broadcast fit). */
+#if NV == 16
+#define TR 4
+#define TV 4
+#else
+#define TR 4
+#define TV 2
+#endif
+
+/* The one dense product of the fused steps: C(r, v) = init + sum_k A(r, k) B(k, v), a row r of C
+ * being nv vectors at C + r crs, A(r, k) = A[r ars + k aks] broadcast, B(k, .) the vectors at
+ * B + k bks. init: C itself (acc), else bias_row[r] broadcast, else bias_vec's vectors, else 0.
+ * Both layouts use it: structure-of-arrays products (A the weights, B and C rows of columns) and
+ * the LSTM's rows of gates (A the inputs per coordinate, B the transposed weights). */
+typedef struct {
+    int K;
+    const float *A;
+    size_t ars, aks;
+    const float *B;
+    size_t bks;
+    float *C;
+    size_t crs;
+    const float *bias_row, *bias_vec;
+    bool acc;
+} mk_args;
+
+static inline __attribute__((always_inline)) void mk_tile(const mk_args *m, int r0, int v0, const int R,
+                                                          const int V) {
+    vf sum[TR][TV];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < V; v++) {
+            const float *c = m->C + (size_t)(r0 + r) * m->crs + (size_t)(v0 + v) * NV;
+            if (m->acc) sum[r][v] = *(const vf *)c;
+            else if (m->bias_row) sum[r][v] = (vf){0} + m->bias_row[r0 + r];
+            else if (m->bias_vec) sum[r][v] = *(const vf *)(m->bias_vec + (size_t)(v0 + v) * NV);
+            else sum[r][v] = (vf){0};
+        }
+    const float *a = m->A + (size_t)r0 * m->ars, *b = m->B + (size_t)v0 * NV;
+    for (int k = 0; k < m->K; k++) {
+        vf bv[TV];
+        for (int v = 0; v < V; v++) bv[v] = *(const vf *)(b + (size_t)k * m->bks + (size_t)v * NV);
+        for (int r = 0; r < R; r++) {
+            vf av = (vf){0} + a[(size_t)r * m->ars + (size_t)k * m->aks];
+            for (int v = 0; v < V; v++) sum[r][v] = fmav(av, bv[v], sum[r][v]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < V; v++) *(vf *)(m->C + (size_t)(r0 + r) * m->crs + (size_t)(v0 + v) * NV) = sum[r][v];
+}
+
+/* rows x nv vectors of C in TR x TV tiles (edges in smaller ones, all sizes constant once inlined) */
+static void mk_run(const mk_args *m, int rows, int nv) {
+    int r0 = 0;
+    for (; r0 + TR <= rows; r0 += TR) {
+        int v0 = 0;
+        for (; v0 + TV <= nv; v0 += TV) mk_tile(m, r0, v0, TR, TV);
+        for (; v0 < nv; v0++) mk_tile(m, r0, v0, TR, 1);
+    }
+    for (; r0 < rows; r0++) {
+        int v0 = 0;
+        for (; v0 + TV <= nv; v0 += TV) mk_tile(m, r0, v0, 1, TV);
+        for (; v0 < nv; v0++) mk_tile(m, r0, v0, 1, 1);
+    }
+}
 
 /* A bump allocator over the scratch rows. */
 typedef struct {
@@ -34,32 +119,9 @@ static float *take(arena *a, int rows) {
 
 /* Y = W X + b over W columns: w row-major with row stride ldw (its first `in` columns used). */
 static void linear(int W, const float *w, int ldw, const float *b, int out, int in, const float *X, float *Y) {
-    for (int j = 0; j < out; j++) {
-        const float *wj = w + (size_t)j * ldw;
-        float bj = b ? b[j] : 0.0f;
-        float *y = Y + (size_t)j * W;
-        int c = 0;
-        for (; c + 4 * LF_VEC <= W; c += 4 * LF_VEC) {
-            vf a0 = (vf){0} + bj, a1 = a0, a2 = a0, a3 = a0;
-            for (int i = 0; i < in; i++) {
-                const float *x = X + (size_t)i * W + c;
-                float wi = wj[i];
-                a0 += *(const vf *)x * wi;
-                a1 += *(const vf *)(x + LF_VEC) * wi;
-                a2 += *(const vf *)(x + 2 * LF_VEC) * wi;
-                a3 += *(const vf *)(x + 3 * LF_VEC) * wi;
-            }
-            *(vf *)(y + c) = a0;
-            *(vf *)(y + c + LF_VEC) = a1;
-            *(vf *)(y + c + 2 * LF_VEC) = a2;
-            *(vf *)(y + c + 3 * LF_VEC) = a3;
-        }
-        for (; c < W; c += LF_VEC) {
-            vf a0 = (vf){0} + bj;
-            for (int i = 0; i < in; i++) a0 += *(const vf *)(X + (size_t)i * W + c) * wj[i];
-            *(vf *)(y + c) = a0;
-        }
-    }
+    mk_args m = {.K = in, .A = w, .ars = (size_t)ldw, .aks = 1, .B = X, .bks = (size_t)W, .C = Y, .crs = (size_t)W,
+                 .bias_row = b};
+    mk_run(&m, out, W / NV);
 }
 
 static void apply_linear(int W, const lf_linear *l, const float *X, float *Y) {
@@ -187,52 +249,13 @@ static arena arena_over(const lf_net *net, int W, float *scratch) {
 
 /* ---- LSTM ------------------------------------------------------------------------------------ */
 
-/* Four coordinates' rows at a time: Y[c][v LF_VEC ..] over NC <= 4 coordinates and NV <= 4 vectors
- * of outputs (constants once inlined, so the NC x NV accumulators stay in registers). */
-static inline __attribute__((always_inline)) void rows_tile(int K, const float *a, size_t sc, size_t sk,
-                                                            const float *wt, int G, const float *b, bool acc,
-                                                            float *Y, const int NC, const int NV) {
-    vf sum[4][4];
-    for (int ci = 0; ci < NC; ci++)
-        for (int v = 0; v < NV; v++)
-            sum[ci][v] = acc ? *(const vf *)(Y + (size_t)ci * G + v * LF_VEC)
-                             : b ? *(const vf *)(b + v * LF_VEC) : (vf){0};
-    for (int k = 0; k < K; k++) {
-        vf w[4];
-        for (int v = 0; v < NV; v++) w[v] = *(const vf *)(wt + (size_t)k * G + v * LF_VEC);
-        for (int ci = 0; ci < NC; ci++) {
-            float x = a[ci * sc + k * sk];
-            for (int v = 0; v < NV; v++) sum[ci][v] += w[v] * x;
-        }
-    }
-    for (int ci = 0; ci < NC; ci++)
-        for (int v = 0; v < NV; v++) *(vf *)(Y + (size_t)ci * G + v * LF_VEC) = sum[ci][v];
-}
-
 /* Y[c][0 .. G) = b + sum_k A(c, k) wt[k][0 .. G) for c < n (acc: Y += the sum instead), where
  * A(c, k) = a[c sc + k sk] (either layout), wt [K][G] and b [G] or NULL, G a multiple of LF_VEC */
 static void rows_linear(int n, int G, int K, const float *a, size_t sc, size_t sk, const float *wt, const float *b,
                         bool acc, float *Y) {
-    for (int c0 = 0; c0 < n; c0 += 4) {
-        int nc = n - c0 < 4 ? n - c0 : 4;
-        for (int v0 = 0; v0 < G / LF_VEC; v0 += 4) {
-            int nv = G / LF_VEC - v0 < 4 ? G / LF_VEC - v0 : 4;
-            const float *w = wt + v0 * LF_VEC, *bv = b ? b + v0 * LF_VEC : NULL;
-            for (int ci = 0; ci < nc; ci += nc == 4 ? 4 : 1) {
-                const float *ac = a + (size_t)(c0 + ci) * sc;
-                float *y = Y + (size_t)(c0 + ci) * G + v0 * LF_VEC;
-#define LF_TILE(NC) \
-    switch (nv) { \
-    case 1: rows_tile(K, ac, sc, sk, w, G, bv, acc, y, NC, 1); break; \
-    case 2: rows_tile(K, ac, sc, sk, w, G, bv, acc, y, NC, 2); break; \
-    case 3: rows_tile(K, ac, sc, sk, w, G, bv, acc, y, NC, 3); break; \
-    default: rows_tile(K, ac, sc, sk, w, G, bv, acc, y, NC, 4); break; \
-    }
-                if (nc == 4) LF_TILE(4) else LF_TILE(1)
-#undef LF_TILE
-            }
-        }
-    }
+    mk_args m = {.K = K, .A = a, .ars = sc, .aks = sk, .B = wt, .bks = (size_t)G, .C = Y, .crs = (size_t)G,
+                 .bias_vec = b, .acc = acc};
+    mk_run(&m, n, G / NV);
 }
 
 /* The LSTM works on its state's own layout, a row of H per coordinate: the gates of a coordinate
