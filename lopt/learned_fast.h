@@ -92,6 +92,10 @@ typedef struct {
     /* Mnemosyne-T: the head on [cam [d][W], e]: delta [n] */
     void (*t_head_block)(const lf_net *net, int W, int n, const lf_grad_block *gb, const float *cam, float *delta,
                          float *scratch);
+    /* the step's own elementwise functions, in place over n floats (exposed for their tests) */
+    void (*exp_rows)(size_t n, float *x);
+    void (*gelu_rows)(size_t n, float *x);
+    void (*sigmoid_rows)(size_t n, float *x);
 } lf_kernels;
 
 extern const lf_kernels lf_kernels_scalar, lf_kernels_avx2, lf_kernels_avx512;

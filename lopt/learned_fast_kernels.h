@@ -38,6 +38,83 @@ static inline __attribute__((always_inline)) vf fmav(vf a, vf b, vf c) { return 
 static inline __attribute__((always_inline)) vf fmav(vf a, vf b, vf c) { return a * b + c; }
 #endif
 
+typedef int32_t vi __attribute__((vector_size(NV * 4), may_alias));
+
+/* m ? a : b lane by lane (m all ones or all zeros); a comparison leaves NaN lanes to the else side */
+static inline __attribute__((always_inline)) vf vsel(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
+
+static inline __attribute__((always_inline)) vf vbroadcast(float x) { return (vf){0} + x; }
+
+/* e^x to about 2 ulp: x = n ln2 + r with |r| <= ln2/2 (ln2 split in two so n ln2 is exact), a
+ * degree-6 fit of e^r (relative error 2e-9) times 2^n from the exponent bits. x is clamped to
+ * [-87, 88] first, so e^x never overflows and tiny results are about 1.6e-38 instead of smaller or
+ * zero (an absolute difference far below any rounding this step sees); NaN stays NaN. */
+static inline __attribute__((always_inline)) vf vexp_f(vf x) {
+    x = vsel(x < -87.0f, vbroadcast(-87.0f), x);
+    x = vsel(x > 88.0f, vbroadcast(88.0f), x);
+    const vf magic = vbroadcast(12582912.0f); /* 1.5 2^23: adding it rounds to an integer */
+    vf k = fmav(x, vbroadcast(1.44269504f), magic), n = k - magic;
+    vf r = fmav(n, vbroadcast(-0.693359375f), x);
+    r = fmav(n, vbroadcast(2.12194440e-4f), r);
+    vf p = vbroadcast(1.394110848e-03f);
+    p = fmav(p, r, vbroadcast(8.375125937e-03f));
+    p = fmav(p, r, vbroadcast(4.166635126e-02f));
+    p = fmav(p, r, vbroadcast(1.666641533e-01f));
+    p = fmav(p, r, vbroadcast(0.5f));
+    p = fmav(p, r, vbroadcast(1.0f));
+    p = fmav(p, r, vbroadcast(1.0f));
+    vi scale = ((vi)k - 0x4B400000 + 127) << 23;
+    return p * (vf)scale;
+}
+
+/* Exact GELU x Phi(x) to float rounding (absolute error below 1e-7 for |x| <= 1, relative beyond):
+ * with a = |x|, Phi's tail Q(a) = exp(-a^2/2) h(a), h(a) = erfcx(a / sqrt 2) / 2 smooth and slowly
+ * varying; h is a degree-7 fit in t = 1 / (1 + 0.3 a) on a <= 6 (t clamped beyond, where the
+ * exponential leaves nothing), and gelu(x) = max(x, 0) - a Q(a). */
+static inline __attribute__((always_inline)) vf vgelu_f(vf x) {
+    vf a = (vf)((vi)x & 0x7fffffff);
+    vf t = vbroadcast(1.0f) / fmav(a, vbroadcast(0.3f), vbroadcast(1.0f));
+    t = vsel(t < 0.357142866f, vbroadcast(0.357142866f), t);
+    vf w = t - 0.678571403f;
+    vf h = vbroadcast(3.762231022e-02f);
+    h = fmav(h, w, vbroadcast(-7.220728695e-02f));
+    h = fmav(h, w, vbroadcast(-1.095086038e-01f));
+    h = fmav(h, w, vbroadcast(1.813967973e-01f));
+    h = fmav(h, w, vbroadcast(6.120494604e-01f));
+    h = fmav(h, w, vbroadcast(7.904434204e-01f));
+    h = fmav(h, w, vbroadcast(6.149027348e-01f));
+    h = fmav(h, w, vbroadcast(1.988672763e-01f));
+    vf s = a * a * -0.5f;
+    vf q = vsel(s < -87.0f, vbroadcast(0.0f), vexp_f(s) * h);
+    vf ac = vsel(a > 16.0f, vbroadcast(16.0f), a); /* a Q(a) is 0 from there on, even at a = inf */
+    return vsel(x > 0.0f, x, vbroadcast(0.0f)) - ac * q;
+}
+
+/* 1 / (1 + e^-x) */
+static inline __attribute__((always_inline)) vf vsigmoid_f(vf x) { return vbroadcast(1.0f) / (vbroadcast(1.0f) + vexp_f(-x)); }
+
+/* f over n floats in place: whole vectors, the tail through a padded one */
+#define LF_ROWS_OP(name, f)                                                                                    \
+    static void name(size_t n, float *x) {                                                                     \
+        size_t i = 0;                                                                                          \
+        for (; i + 4 * NV <= n; i += 4 * NV) { /* four independent chains: the latency overlaps */          \
+            vf a = f(*(const vf *)(x + i)), b = f(*(const vf *)(x + i + NV));                                  \
+            vf c = f(*(const vf *)(x + i + 2 * NV)), d = f(*(const vf *)(x + i + 3 * NV));                     \
+            *(vf *)(x + i) = a, *(vf *)(x + i + NV) = b, *(vf *)(x + i + 2 * NV) = c, *(vf *)(x + i + 3 * NV) = d; \
+        }                                                                                                      \
+        for (; i + NV <= n; i += NV) *(vf *)(x + i) = f(*(const vf *)(x + i));                                 \
+        if (i < n) {                                                                                           \
+            float buf[NV] __attribute__((aligned(NV * 4))) = {0};                                              \
+            memcpy(buf, x + i, sizeof(float) * (n - i));                                                       \
+            *(vf *)buf = f(*(const vf *)buf);                                                                  \
+            memcpy(x + i, buf, sizeof(float) * (n - i));                                                       \
+        }                                                                                                      \
+    }
+LF_ROWS_OP(exp_rows, vexp_f)
+LF_ROWS_OP(gelu_rows, vgelu_f)
+LF_ROWS_OP(sigmoid_rows, vsigmoid_f)
+#undef LF_ROWS_OP
+
 /* Register tile of the micro-kernel: TR rows of broadcast operands times TV vectors (AVX-512 has
  * 32 vector registers, AVX2 and SSE2 16: the TR x TV accumulators, TV loads and a broadcast fit). */
 #if NV == 16
@@ -222,7 +299,7 @@ static void mnemosyne_update(const lf_net *net, arena *a, int n, const float *ou
     int W = a->W;
     float *saved = a->next, *e = take(a, 1);
     for (int c = 0; c < W; c++) e[c] = out[W + c] * net->cfg.beta;
-    mn_vexp(W, e, e);
+    exp_rows((size_t)W, e);
     for (int c = 0; c < n; c++) delta[c] = out[c] * -net->cfg.alpha * e[c];
     a->next = saved;
 }
@@ -277,7 +354,7 @@ static void lstm_block(const lf_net *net, int W, int n, const lf_grad_block *gb,
         if (l == 0) rows_linear(n, G, F, x, 1, (size_t)W, wt, b, false, gates);
         else rows_linear(n, G, H, h[l - 1], (size_t)H, 1, wt, b, false, gates);
         rows_linear(n, G, H, h[l], (size_t)H, 1, wt + (size_t)n_in * G, NULL, true, gates);
-        mn_vsigmoid((int64_t)n * G, gates, gates); /* [i f g o] */
+        sigmoid_rows((size_t)n * G, gates); /* [i f g o] */
         /* the state is read, then overwritten, one element at a time */
         for (int col = 0; col < n; col++) {
             const float *sg = gates + (size_t)col * G;
@@ -287,7 +364,7 @@ static void lstm_block(const lf_net *net, int W, int n, const lf_grad_block *gb,
                 t[(size_t)col * H + j] = 2.0f * cell[j];
             }
         }
-        mn_vsigmoid((int64_t)n * H, t, t);
+        sigmoid_rows((size_t)n * H, t);
         for (int col = 0; col < n; col++) {
             const float *sg = gates + (size_t)col * G, *tc = t + (size_t)col * H;
             float *hidden = h[l] + (size_t)col * H;
@@ -327,7 +404,7 @@ static void cam_phi(const lf_net *net, const lf_cam *cam, arena *a, const float 
         for (int f = 0; f < M2; f++)
             for (int c = 0; c < W; c++) ph[(size_t)f * W + c] -= shift[c];
     }
-    mn_vexp((int64_t)H * M2 * W, phi, phi);
+    exp_rows((size_t)H * M2 * W, phi);
     a->next = saved;
 }
 
@@ -384,7 +461,7 @@ static void cam_block(const lf_net *net, int W, int n, const lf_grad_block *gb, 
         add_rows(dW, e, att, t);
         layer_norm(&a, d, &cam->norm1, t, e1);
         apply_linear(W, &cam->ffn1, e1, hid);
-        mn_vgelu((int64_t)cfg->ffn_dim * W, hid, hid);
+        gelu_rows((size_t)cfg->ffn_dim * W, hid);
         apply_linear(W, &cam->ffn2, hid, ff);
         add_rows(dW, e1, ff, t);
         layer_norm(&a, d, &cam->norm2, t, e);
@@ -434,7 +511,7 @@ static void hpe_phi(const lf_net *net, const lf_hpe *L, arena *a, int k, int c, 
     }
     for (int f = 0; f < M; f++)
         for (int col = 0; col < W; col++) phi[(size_t)f * W + col] -= sq[col];
-    mn_vexp((int64_t)M * W, phi, phi);
+    exp_rows((size_t)M * W, phi);
     for (int f = 0; f < M; f++)
         for (int col = 0; col < W; col++) phi[(size_t)f * W + col] *= net->hpe_inv_sqrt_m;
     if (!query)
@@ -492,7 +569,7 @@ static void hpe_layer(const lf_net *net, int level, int W, int k, int c, const i
     add_rows(dW, X, att, hs);
     layer_norm(&a, d, &L->ln2, hs, hl);
     apply_linear(W, &L->fc1, hl, f1);
-    mn_vgelu((int64_t)cfg->hpe_ffn_dim * W, f1, f1);
+    gelu_rows((size_t)cfg->hpe_ffn_dim * W, f1);
     apply_linear(W, &L->fc2, f1, f2);
     add_rows(dW, hs, f2, Y);
 }
@@ -507,7 +584,7 @@ static void t_head_block(const lf_net *net, int W, int n, const lf_grad_block *g
     memcpy(in, cam, sizeof(float) * (size_t)d * W); /* [cam output of the meta-token, own embedding] */
     apply_linear(W, &net->embed, x, in + (size_t)d * W);
     apply_linear(W, &net->head, in, hid);
-    mn_vgelu((int64_t)cfg->head_hidden * W, hid, hid);
+    gelu_rows((size_t)cfg->head_hidden * W, hid);
     apply_linear(W, &net->head2, hid, out);
     mnemosyne_update(net, &a, n, out, delta);
 }
@@ -519,4 +596,7 @@ const lf_kernels LF_CAT(lf_kernels_, LF_ISA) = {
     .embed_block = embed_block,
     .hpe_layer = hpe_layer,
     .t_head_block = t_head_block,
+    .exp_rows = exp_rows,
+    .gelu_rows = gelu_rows,
+    .sigmoid_rows = sigmoid_rows,
 };

@@ -5,6 +5,7 @@
  * are pooled down to max_meta), through mn_lopt_apply and through the mn_optimizer adapter. */
 #include "lopt_fixtures.h"
 
+#include "lopt/learned_fast.h"
 #include "tensor/cpu.h"
 
 #include <omp.h>
@@ -345,6 +346,54 @@ static void fused_path_is_taken_only_without_a_graph(void **state) {
     mn_scope_end(sc);
 }
 
+/* The fused step's own exp, GELU and sigmoid against double-precision references, on every ISA
+ * this CPU has: exp and sigmoid to a few ulp, GELU to 2e-7 of max(1, |gelu|) (float rounding of
+ * its O(1) values), over a dense grid, the clamped ranges and the special values. */
+static void fused_elementwise_functions_match_libm(void **state) {
+    (void)state;
+    enum { N = 40003 };
+    static float x[N], y[N];
+    const lf_kernels *isa_kernels[3] = {&lf_kernels_scalar, &lf_kernels_avx2, &lf_kernels_avx512};
+    for (int isa = MN_ISA_SCALAR; isa <= (int)mn_cpu_isa(); isa++) {
+        const lf_kernels *k = isa_kernels[isa];
+        double worst_exp = 0, worst_gelu = 0, worst_sigmoid = 0;
+        for (int i = 0; i < N; i++) x[i] = -86.0f + 172.0f * (float)i / (N - 1); /* n not a multiple of 4 vectors */
+        memcpy(y, x, sizeof x);
+        k->exp_rows(N, y);
+        for (int i = 0; i < N; i++) worst_exp = fmax(worst_exp, fabs(y[i] - exp((double)x[i])) / exp((double)x[i]));
+        memcpy(y, x, sizeof x);
+        k->sigmoid_rows(N, y);
+        for (int i = 0; i < N; i++) {
+            double ref = 1.0 / (1.0 + exp(-(double)x[i]));
+            worst_sigmoid = fmax(worst_sigmoid, fabs(y[i] - ref) / ref);
+        }
+        for (int i = 0; i < N; i++) x[i] = -12.0f + 24.0f * (float)i / (N - 1);
+        memcpy(y, x, sizeof x);
+        k->gelu_rows(N, y);
+        for (int i = 0; i < N; i++) {
+            double ref = 0.5 * x[i] * erfc(-(double)x[i] / sqrt(2.0));
+            worst_gelu = fmax(worst_gelu, fabs(y[i] - ref) / fmax(1.0, fabs(ref)));
+        }
+        print_message("%s: exp %.3g, sigmoid %.3g (relative), gelu %.3g\n", mn_isa_name((mn_isa)isa), worst_exp,
+                      worst_sigmoid, worst_gelu);
+        assert_true(worst_exp <= 3e-7);
+        assert_true(worst_sigmoid <= 3e-7);
+        assert_true(worst_gelu <= 2e-7);
+        /* special values: exp(-inf) ~ 0, exp(inf) finite and huge, gelu(+-inf) = +inf, 0; NaN stays NaN */
+        float sv[8] = {-INFINITY, INFINITY, NAN, 0.0f, -1e30f, 1e30f, -100.0f, 100.0f};
+        memcpy(y, sv, sizeof sv);
+        k->exp_rows(8, y);
+        assert_true(y[0] >= 0 && y[0] < 1e-37f && y[1] > 1e38f && isnan(y[2]) && y[3] == 1.0f);
+        memcpy(y, sv, sizeof sv);
+        k->gelu_rows(8, y);
+        assert_true(y[0] == 0.0f && y[1] == INFINITY && isnan(y[2]) && y[3] == 0.0f);
+        assert_true(y[4] == 0.0f && y[5] == 1e30f && fabsf(y[6]) < 1e-30f && y[7] == 100.0f);
+        memcpy(y, sv, sizeof sv);
+        k->sigmoid_rows(8, y);
+        assert_true(y[0] < 1e-37f && y[1] == 1.0f && isnan(y[2]) && y[3] == 0.5f && y[7] == 1.0f);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fused_lstm_matches_graph_path),
@@ -353,6 +402,7 @@ int main(void) {
         cmocka_unit_test(paths_alternate_on_one_state),
         cmocka_unit_test(fused_step_is_independent_of_thread_count),
         cmocka_unit_test(fused_kernels_of_every_isa_match),
+        cmocka_unit_test(fused_elementwise_functions_match_libm),
         cmocka_unit_test(adapter_matches_graph_path),
         cmocka_unit_test(fused_path_is_taken_only_without_a_graph),
     };
