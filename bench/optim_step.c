@@ -1,6 +1,8 @@
 /* Optimizer-step benchmark (spec/benchmarks.md, "Optimizer steps"): milliseconds per step and
  * state bytes per parameter for SGD, Adam and the learned optimizers (LSTM, Mnemosyne-C,
  * Mnemosyne-T, freshly initialised: the weights do not change the cost) over N parameters.
+ * The learned optimizers also report their counted multiply-adds per parameter, the achieved
+ * GFLOP/s and the percentage of the FMA peak measured at the same thread count.
  *
  * The parameters are split like a Transformer's: 768 x 768 matrices, each followed by a
  * 768-vector (a bias), the last matrix cut short so the total is exactly N. The gradients are
@@ -13,6 +15,7 @@
 #include "mnemo.h"
 
 #include "common/step_bench.h"
+#include "tensor/gemm.h"
 
 #include <omp.h>
 #include <stdio.h>
@@ -46,7 +49,10 @@ static void usage(const char *prog) {
            "  --quiet          no progress on stderr\n"
            "  --help           this text\n"
            "Output, one line per optimizer and thread count:\n"
-           "  NAME threads=N params=P ms_per_step=X state_bytes_per_param=Y [graph_ms_per_step=Z]\n"
+           "  NAME threads=N params=P ms_per_step=X state_bytes_per_param=Y [LEARNED] [graph_ms_per_step=Z]\n"
+           "LEARNED (learned optimizers): macs_per_param=M gflops=G peak_gflops=F peak_pct=Q, where M counts\n"
+           "  the multiply-adds of the network's dense products per parameter (nonlinearities and norms are\n"
+           "  not counted), G = 2 M P / time and F is this machine's FMA peak measured at N threads.\n"
            "SGD has momentum 0.9; the learned optimizers are freshly initialised (seed 0).\n",
            prog);
 }
@@ -115,6 +121,12 @@ static int run_one(const char *name, int threads, const void *ctx) {
     double state = (double)mn_optim_state_bytes(opt) / (double)o->params;
     bool finite = params_finite(&ps);
     mn_optim_free(opt);
+    /* the learned optimizers' counted arithmetic against this machine's FMA peak at this thread count */
+    double macs = lopt ? mn_lopt_macs_per_coordinate(mn_lopt_get_config(lopt)) : 0, gflops = 0, peak = 0;
+    if (lopt) {
+        gflops = 2.0 * macs * (double)o->params / (ms * 1e6);
+        peak = mn_fma_peak_gflops(threads, 300);
+    }
     double graph_ms = -1;
     if (o->graph && lopt) { /* a fresh optimizer on the graph path */
         setenv("MNEMO_LOPT_FAST", "0", 1);
@@ -125,6 +137,9 @@ static int run_one(const char *name, int threads, const void *ctx) {
     }
     printf("%s threads=%d params=%lld ms_per_step=%.2f state_bytes_per_param=%.2f", name, threads,
            (long long)o->params, ms, state);
+    if (lopt)
+        printf(" macs_per_param=%.0f gflops=%.1f peak_gflops=%.1f peak_pct=%.1f", macs, gflops, peak,
+               100.0 * gflops / peak);
     if (graph_ms >= 0) printf(" graph_ms_per_step=%.2f", graph_ms);
     printf("\n");
     fflush(stdout);

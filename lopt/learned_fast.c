@@ -45,6 +45,33 @@ void lf_bias_corrections(const mn_lopt_state *s, int i, float *bc1, float *bc2) 
     *bc2 = lopt_bias_correction(s->cfg.ext_beta2, s->steps[i]);
 }
 
+/* ---- the arithmetic counted ---------------------------------------------------------------------------- */
+
+double mn_lopt_macs_per_coordinate(const mn_lopt_config *cfg) {
+    double F = lopt_n_features(cfg), d = cfg->dim;
+    if (cfg->kind == MN_LOPT_LSTM) {
+        double H = cfg->lstm_hidden, macs = H; /* the head */
+        for (int l = 0; l < cfg->lstm_layers; l++) macs += 4 * H * ((l == 0 ? F : H) + H);
+        return macs;
+    }
+    if (cfg->kind == MN_LOPT_MNEMOSYNE_C) {
+        double H = cfg->heads, r = cfg->qk_dim, M2 = 2.0 * cfg->features, dh = d / H;
+        double layer = 2 * d * H * r + d * d  /* q, k, v */
+                       + 2 * H * M2 * r       /* the random features of q and k */
+                       + 2 * H * M2 * (dh + 1) /* the memory's update and read */
+                       + d * d + 2 * d * cfg->ffn_dim;
+        return F * d + cfg->layers * layer + 2 * d;
+    }
+    double M = cfg->hpe_features;
+    double hpe = 4 * d * d                   /* q, k, v, o */
+                 + 2 * M * d                 /* the FAVOR+ features of q and k */
+                 + 2 * (M * d + M)           /* K'^T [V 1] and Q' times it */
+                 + 2 * d * cfg->hpe_ffn_dim; /* the FFN */
+    return 2 * F * d                           /* the embedding, in the encoder and again in the head */
+           + hpe * (1.0 + 1.0 / cfg->chunk)    /* level 1 per coordinate, level 2 per chunk */
+           + 2 * d * cfg->head_hidden + 2.0 * cfg->head_hidden;
+}
+
 /* ---- when to take it ------------------------------------------------------------------------------- */
 
 static bool requires_grad_any(const mn_params *p) {

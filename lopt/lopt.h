@@ -94,6 +94,12 @@ int64_t mn_lopt_weight_count(const mn_lopt *o);
 void mn_lopt_get_flat(const mn_lopt *o, float *out);  /* out [mn_lopt_weight_count] */
 void mn_lopt_set_flat(mn_lopt *o, const float *in);
 void mn_lopt_free(mn_lopt *o);
+/* Multiply-adds per parameter coordinate of one step, counting the network's dense products (the
+ * layers' matrix-vector products, the random-feature projections, the attention and memory
+ * contractions); the nonlinearities, norms and feature preprocessing are not counted. For
+ * Mnemosyne-T it includes the level-2 layer's share (1/chunk per coordinate) and leaves out the
+ * CAM over the meta-tokens (at most max_meta per tensor). Benchmarks turn it into GFLOP/s. */
+double mn_lopt_macs_per_coordinate(const mn_lopt_config *cfg);
 
 /* Per-task state for a fixed list of parameter tensors (their shapes are remembered and checked
  * by every step). Zero memory, step count 0. The state may be used with any mn_lopt of the same
