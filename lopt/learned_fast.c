@@ -174,21 +174,32 @@ static void net_init(lf_net *net, const mn_lopt *o) {
     }
     net->cam_log_norm = 0.5f * logf((float)(2 * M));
     if (cfg->kind != MN_LOPT_MNEMOSYNE_T) return;
+    /* exp(q.k / sqrt(head_dim)) with q, k scaled by head_dim^-1/4: folded into their weights and biases */
+    int hd = d / cfg->hpe_heads;
+    float hpe_scale = powf((float)hd, -0.25f);
+    size_t qk = (size_t)d * d + (size_t)d; /* one projection's weight and bias */
+    net->owned_hpe = malloc(sizeof(float) * 4 * qk);
+    if (!net->owned_hpe) mn_fatal("learned optimizer fast step: out of memory");
     for (int l = 0; l < 2; l++) {
         const mn_block *b = &o->hpe[l];
         lf_hpe *h = &net->hpe[l];
         h->ln1 = norm_of(&b->ln1);
         h->ln2 = norm_of(&b->ln2);
-        h->q = linear_of(&b->attn.query);
-        h->k = linear_of(&b->attn.key);
+        const mn_linear *proj[2] = {&b->attn.query, &b->attn.key};
+        lf_linear *scaled[2] = {&h->q, &h->k};
+        for (int j = 0; j < 2; j++) {
+            lf_linear raw_l = linear_of(proj[j]);
+            float *w = net->owned_hpe + (size_t)(2 * l + j) * qk, *bias = w + (size_t)d * d;
+            for (int i = 0; i < d * d; i++) w[i] = raw_l.w[i] * hpe_scale;
+            for (int i = 0; i < d; i++) bias[i] = raw_l.b ? raw_l.b[i] * hpe_scale : 0.0f;
+            *scaled[j] = (lf_linear){w, bias, raw_l.out, raw_l.in};
+        }
         h->v = linear_of(&b->attn.value);
         h->o = linear_of(&b->attn.output);
         h->fc1 = linear_of(&b->fc1);
         h->fc2 = linear_of(&b->fc2);
         h->omega = raw(b->attn.omega);
     }
-    int hd = d / cfg->hpe_heads;
-    net->hpe_scale = powf((float)hd, -0.25f);
     net->hpe_inv_sqrt_m = 1.0f / sqrtf((float)cfg->hpe_features);
 }
 
@@ -312,5 +323,6 @@ mn_tensor *lopt_fast_step(const mn_lopt *o, mn_lopt_state *s, int n, mn_tensor *
     for (int k = tensorwise ? cfg->layers : 0; k < s->n_slots; k++) s->slot[k]->storage->version++;
     free(g);
     free(net.owned);
+    free(net.owned_hpe);
     return mn_scope_return(sc, delta);
 }

@@ -44,7 +44,7 @@ typedef struct {
 
 typedef struct {
     lf_norm ln1, ln2;
-    lf_linear q, k, v, o, fc1, fc2;
+    lf_linear q, k, v, o, fc1, fc2;        /* q, k pre-scaled by head_dim^-1/4 */
     const float *omega; /* [M, head_dim] */
 } lf_hpe;
 
@@ -59,8 +59,8 @@ typedef struct {
     lf_cam cam[LOPT_MAX_CAM_LAYERS];
     float cam_log_norm;                    /* log sqrt(2M) */
     lf_hpe hpe[2];
-    float hpe_scale, hpe_inv_sqrt_m;       /* head_dim^-1/4, 1/sqrt(M) */
-    float *owned;                          /* the pre-scaled and stacked copies */
+    float hpe_inv_sqrt_m;                  /* 1/sqrt(M) */
+    float *owned, *owned_hpe;              /* the pre-scaled and stacked copies */
 } lf_net;
 
 /* One block's inputs for the features: the gradient and (extended) the moments of n coordinates,

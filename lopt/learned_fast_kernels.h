@@ -335,7 +335,7 @@ static size_t scratch_rows(const lf_net *net) {
     int hr = cfg->heads * cfg->qk_dim, m2h = 2 * cfg->features * cfg->heads;
     int cam = F + 7 * d + 2 * hr + 2 * m2h + d / cfg->heads + 1 + cfg->ffn_dim + 7;
     int hd = d / cfg->hpe_heads, M = cfg->hpe_features;
-    int hpe = 9 * d + 2 * M + cfg->hpe_ffn_dim + 4 + (M * hd + M + LF_VEC - 1) / LF_VEC + 1;
+    int hpe = 9 * d + 2 * M + cfg->hpe_ffn_dim + 4 + (M * hd + M + LF_VEC - 1) / LF_VEC + 1 + hd + 1;
     int head = F + 3 * d + cfg->head_hidden + 3;
     return (size_t)imax(imax(lstm, cam), imax(hpe, head)) + 4;
 }
@@ -541,6 +541,46 @@ static void hpe_phi(const lf_net *net, const lf_hpe *L, arena *a, int k, int c, 
     a->next = saved;
 }
 
+/* Horizontal sum of one vector */
+static inline __attribute__((always_inline)) float hsum(vf x) {
+    float s = 0.0f;
+    for (int l = 0; l < NV; l++) s += x[l];
+    return s;
+}
+
+/* FAVOR+ attention within each of k chunks of c columns (c a multiple of NV), one head: with
+ * phi_q, phi_k [M][W] (padding columns of phi_k zero) and v [hd][W],
+ *   kvt[e][f] = sum over the chunk of phi_k[f] v[e] (e < hd), kvt[hd][f] = sum of phi_k[f];
+ *   o[e] = kvt[e] . phi_q per column (one micro-kernel product), ctx[e] = o[e] / (o[hd] + eps). */
+static void chunk_attention_vec(int W, int k, int c, int M, int hd, const float *pq, const float *pk, const float *v,
+                                float *ctx, float *kvt, float *o) {
+    int nv = c / NV;
+    for (int j = 0; j < k; j++) {
+        int lo = j * c;
+        for (int f = 0; f < M; f++) {
+            const float *pkf = pk + (size_t)f * W + lo;
+            vf sum = {0};
+            for (int u = 0; u < nv; u++) sum += *(const vf *)(pkf + u * NV);
+            kvt[(size_t)hd * M + f] = hsum(sum);
+            for (int e = 0; e < hd; e++) {
+                const float *ve = v + (size_t)e * W + lo;
+                vf acc = {0};
+                for (int u = 0; u < nv; u++) acc = fmav(*(const vf *)(pkf + u * NV), *(const vf *)(ve + u * NV), acc);
+                kvt[(size_t)e * M + f] = hsum(acc);
+            }
+        }
+        mk_args m = {.K = M, .A = kvt, .ars = (size_t)M, .aks = 1, .B = pq + lo, .bks = (size_t)W, .C = o + lo,
+                     .crs = (size_t)W};
+        mk_run(&m, hd + 1, nv);
+        const float *den = o + (size_t)hd * W + lo;
+        for (int e = 0; e < hd; e++) {
+            float *out = ctx + (size_t)e * W + lo;
+            const float *num = o + (size_t)e * W + lo;
+            for (int col = 0; col < c; col++) out[col] = num[col] / (den[col] + 1e-30f); /* MN_FAVOR_DEN_EPS */
+        }
+    }
+}
+
 /* One pre-LN bidirectional Performer layer (nn/block.c with FAVOR+ attention within each chunk) */
 static void hpe_layer(const lf_net *net, int level, int W, int k, int c, const int *real, const float *X, float *Y,
                       float *scratch) {
@@ -553,16 +593,20 @@ static void hpe_layer(const lf_net *net, int level, int W, int k, int c, const i
     float *att = take(&a, d), *hs = take(&a, d), *hl = take(&a, d), *f2 = take(&a, d);
     float *pq = take(&a, M), *pk = take(&a, M), *f1 = take(&a, cfg->hpe_ffn_dim);
     float *den = take(&a, 1), *kv = take(&a, (M * hd + M + LF_VEC - 1) / LF_VEC + 1), *ksum = kv + (size_t)M * hd;
+    float *kvt = kv, *o = take(&a, hd + 1); /* the vectorised path's [hd + 1][M] and [hd + 1][W] */
     layer_norm(&a, d, &L->ln1, X, xl);
     apply_linear(W, &L->q, xl, q);
     apply_linear(W, &L->k, xl, kk);
     apply_linear(W, &L->v, xl, v);
-    for (size_t i = 0; i < dW; i++) q[i] *= net->hpe_scale, kk[i] *= net->hpe_scale;
     memset(ctx, 0, sizeof(float) * dW);
     for (int hh = 0; hh < Hh; hh++) {
         size_t off = (size_t)hh * hd * W;
         hpe_phi(net, L, &a, k, c, real, q + off, true, pq);
         hpe_phi(net, L, &a, k, c, real, kk + off, false, pk);
+        if (c % NV == 0) { /* whole vectors per chunk: both contractions vectorised */
+            chunk_attention_vec(W, k, c, M, hd, pq, pk, v + off, ctx + off, kvt, o);
+            continue;
+        }
         for (int j = 0; j < k; j++) {
             int lo = j * c;
             /* K'^T V and K'^T 1 of the chunk, then each slot's Q' (K'^T V) / (Q' (K'^T 1) + eps) */
