@@ -1,6 +1,7 @@
 /* Training-step benchmark: milliseconds per step (forward, cross-entropy loss,
  * backward, one AdamW step) and peak resident memory for the standard
- * configurations of spec/benchmarks.md, on synthetic data of the right shapes.
+ * configurations of spec/benchmarks.md, on synthetic data of the right shapes. --optimizer
+ * replaces AdamW by any optimizer spec (e.g. mnemosyne-t, the learned optimizer built in).
  *
  * Each configuration and thread count runs in its own child process, so the
  * peak RSS it reports (getrusage's high-water mark) belongs to that run alone.
@@ -22,6 +23,7 @@ static const char *const all_configs[] = {"mlp", "vit-fm", "vit-ti16", "bert-tin
 typedef struct {
     step_bench_options shared; /* threads, steps, warmup, seed, cpu_time, quiet */
     float mask_prob;           /* BERT: fraction of positions that carry a masked-LM label */
+    const char *optimizer;     /* an mn_optim_from_spec spec */
 } options;
 
 static void usage(const char *prog) {
@@ -32,13 +34,16 @@ static void usage(const char *prog) {
            "  --steps N        timed steps; the median is reported (default 20)\n"
            "  --warmup N       untimed steps first (default 3)\n"
            "  --mask-prob P    BERT: probability that a position carries an MLM label (default 0.15)\n"
+           "  --optimizer SPEC the optimizer stepped (default adamw:1e-4:0.01): sgd:LR[:MOMENTUM],\n"
+           "                   adam:LR, adamw:LR[:WD], lstm, mnemosyne-c, mnemosyne-t[:CKPT] (the learned\n"
+           "                   optimizers with their built-in weights unless CKPT is given)\n"
            "  --seed N         seed for initialisation and data (default 0)\n"
            "  --cpu-time       report the process CPU time per step (all threads) instead of wall time;\n"
            "                   for comparing single-thread runs on a busy machine\n"
            "  --quiet          no progress on stderr\n"
            "  --help           this text\n"
            "Output, one line per configuration and thread count:\n"
-           "  NAME threads=N ms_per_step=X peak_rss_mb=Y\n"
+           "  NAME threads=N ms_per_step=X peak_rss_mb=Y optimizer=SPEC\n"
            "Each run is a separate process, so peak_rss_mb is that run's own peak resident memory.\n"
            "Batches: mlp 128, vit-fm 64, vit-ti16 8, bert-tiny 32 x 128, bert-mini 16 x 128.\n",
            prog);
@@ -49,6 +54,23 @@ static void usage(const char *prog) {
 static step_bench_option_result parse_option(int argc, char **argv, int *i, void *program_options) {
     options *o = program_options;
     const char *arg = argv[*i], *val = *i + 1 < argc ? argv[*i + 1] : NULL;
+    if (!strcmp(arg, "--optimizer")) {
+        mn_err err;
+        mn_params one = {0}; /* the spec is checked here, over a stand-in parameter */
+        mn_tensor *p = mn_requires_grad(mn_zeros(MN_SHAPE(1)), true);
+        mn_params_add(&one, NULL, "p", p, false);
+        mn_release(p);
+        mn_optimizer *probe = val ? mn_optim_from_spec(val, &one, &err) : NULL;
+        if (probe) mn_optim_free(probe);
+        mn_params_free(&one);
+        if (!probe) {
+            fprintf(stderr, "%s: --optimizer: %s\n", argv[0], val ? err.msg : "needs a spec (e.g. adamw:1e-4)");
+            return STEP_BENCH_OPTION_BAD;
+        }
+        o->optimizer = val;
+        (*i)++;
+        return STEP_BENCH_OPTION_TAKEN;
+    }
     if (strcmp(arg, "--mask-prob")) return STEP_BENCH_OPTION_NOT_MINE;
     char *end;
     double p = val ? strtod(val, &end) : -1;
@@ -179,7 +201,13 @@ static int run_one(const char *name, int threads, const void *ctx) {
         fprintf(stderr, "train_step: unknown configuration '%s'\n", name);
         return 2;
     }
-    mn_optimizer *opt = mn_adamw_new(w.params, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f);
+    mn_err err;
+    mn_optimizer *opt = mn_optim_from_spec(o->optimizer, w.params, &err);
+    if (!opt) { /* checked when parsed; a checkpoint could still disappear */
+        fprintf(stderr, "train_step: --optimizer %s: %s\n", o->optimizer, err.msg);
+        workload_free(&w);
+        return 2;
+    }
     training t = {.w = &w, .opt = opt};
     step_bench_run run = {.label = name, .threads = threads, .step = training_step, .ctx = &t, .shows_loss = true};
     float loss;
@@ -189,7 +217,8 @@ static int run_one(const char *name, int threads, const void *ctx) {
         fprintf(stderr, "train_step: %s: the loss is not finite (%g)\n", name, loss);
         status = 1;
     }
-    printf("%s threads=%d ms_per_step=%.2f peak_rss_mb=%.1f\n", name, threads, ms, peak_rss_mb());
+    printf("%s threads=%d ms_per_step=%.2f peak_rss_mb=%.1f optimizer=%s\n", name, threads, ms, peak_rss_mb(),
+           o->optimizer);
     fflush(stdout);
     mn_optim_free(opt);
     workload_free(&w);
@@ -197,7 +226,7 @@ static int run_one(const char *name, int threads, const void *ctx) {
 }
 
 /* The defaults; the command line changes them. */
-static options opts = {.shared = {.steps = 20, .warmup = 3}, .mask_prob = 0.15f};
+static options opts = {.shared = {.steps = 20, .warmup = 3}, .mask_prob = 0.15f, .optimizer = "adamw:1e-4:0.01"};
 
 /* The configurations named on the command line (default: all), each at every thread count. */
 static const step_bench_program program = {.name = "train_step", .what = "configuration", .known = all_configs,
