@@ -45,6 +45,19 @@ static inline __attribute__((always_inline)) vf vsel(vi m, vf a, vf b) { return 
 
 static inline __attribute__((always_inline)) vf vbroadcast(float x) { return (vf){0} + x; }
 
+/* correctly rounded square root (sqrtf itself stays scalar: it may set errno) */
+static inline __attribute__((always_inline)) vf vsqrt(vf x) {
+#if NV == 16
+    return (vf)_mm512_sqrt_ps((__m512)x);
+#elif NV == 8
+    return (vf)_mm256_sqrt_ps((__m256)x);
+#else
+    vf r = {0};
+    for (int l = 0; l < NV; l++) r[l] = __builtin_sqrtf(x[l]);
+    return r;
+#endif
+}
+
 /* e^x to about 2 ulp: x = n ln2 + r with |r| <= ln2/2 (ln2 split in two so n ln2 is exact), a
  * degree-6 fit of e^r (relative error 2e-9) times 2^n from the exponent bits. x is clamped to
  * [-87, 88] first, so e^x never overflows and tiny results are about 1.6e-38 instead of smaller or
@@ -90,7 +103,7 @@ static inline __attribute__((always_inline)) vf lookup8(const float *table, vi i
 #elif NV == 8
     return (vf)_mm256_permutevar8x32_ps(*(const __m256 *)table, (__m256i)idx);
 #else
-    vf r;
+    vf r = {0};
     for (int l = 0; l < NV; l++) r[l] = table[idx[l]];
     return r;
 #endif
@@ -229,22 +242,19 @@ static void apply_linear(int W, const lf_linear *l, const float *X, float *Y) {
 /* LayerNorm over the d rows of each column: (x - mean) rstd w + b with the biased variance */
 static void layer_norm(arena *a, int d, const lf_norm *ln, const float *X, float *Y) {
     int W = a->W;
-    float *saved = a->next;
-    float *mean = take(a, 1), *rstd = take(a, 1);
-    for (int c = 0; c < W; c++) mean[c] = 0.0f, rstd[c] = 0.0f;
-    for (int i = 0; i < d; i++)
-        for (int c = 0; c < W; c++) mean[c] += X[(size_t)i * W + c];
-    for (int c = 0; c < W; c++) mean[c] /= (float)d;
-    for (int i = 0; i < d; i++)
-        for (int c = 0; c < W; c++) {
-            float t = X[(size_t)i * W + c] - mean[c];
-            rstd[c] += t * t;
+    for (int c = 0; c < W; c += NV) {
+        vf mean = {0}, var = {0};
+        for (int i = 0; i < d; i++) mean += *(const vf *)(X + (size_t)i * W + c);
+        mean /= (float)d;
+        for (int i = 0; i < d; i++) {
+            vf t = *(const vf *)(X + (size_t)i * W + c) - mean;
+            var = fmav(t, t, var);
         }
-    for (int c = 0; c < W; c++) rstd[c] = 1.0f / sqrtf(rstd[c] / (float)d + ln->eps);
-    for (int i = 0; i < d; i++)
-        for (int c = 0; c < W; c++)
-            Y[(size_t)i * W + c] = (X[(size_t)i * W + c] - mean[c]) * rstd[c] * ln->w[i] + ln->b[i];
-    a->next = saved;
+        vf rstd = vbroadcast(1.0f) / vsqrt(var / (float)d + ln->eps);
+        for (int i = 0; i < d; i++)
+            *(vf *)(Y + (size_t)i * W + c) =
+                fmav((*(const vf *)(X + (size_t)i * W + c) - mean) * rstd, vbroadcast(ln->w[i]), vbroadcast(ln->b[i]));
+    }
 }
 
 static void add_rows(size_t n, const float *x, const float *y, float *out) {
@@ -285,33 +295,53 @@ static float lane_sum(const float *x, int n) {
     return sum;
 }
 
-/* The input features of spec/mnemosyne.md section 1 -> x [F][W]; columns past n see g = 0 and
- * zero moments. Advances the moments into gb->m_out, gb->v_out when those are set. */
+/* n floats at p as a vector, zeros past them (n < NV: the block's last columns) */
+static inline __attribute__((always_inline)) vf load_upto(const float *p, int n) {
+    vf r = {0};
+    memcpy(&r, p, sizeof(float) * (size_t)(n < NV ? n : NV));
+    return r;
+}
+
+static inline __attribute__((always_inline)) void store_upto(float *p, int n, vf x) {
+    memcpy(p, &x, sizeof(float) * (size_t)(n < NV ? n : NV));
+}
+
+/* The input features (the preprocessed gradient: log|g| / p and sign(g) when |g| >= e^-p, else -1
+ * and g e^p; extended: Adam's g / sqrt(v^ + eps) and m^ / sqrt(v^ + eps) with the advanced
+ * moments) -> x [F][W]; columns past n see g = 0 and zero moments. Advances the moments into
+ * gb->m_out, gb->v_out when those are set. */
 static void features(const lf_net *net, int W, int n, const lf_grad_block *gb, float *x) {
     const mn_lopt_config *cfg = &net->cfg;
-    float *f1 = x, *f2 = x + W, thr = net->threshold;
-    for (int c = 0; c < W; c++) {
-        float a = c < n ? fabsf(gb->g[c]) : 0.0f;
-        f1[c] = a < thr ? thr : a;
+    float *f1 = x, *f2 = x + W;
+    /* g padded with zeros to W columns, kept in the last row: each column's features are written
+     * after its g is read */
+    float *g = x + (size_t)(net->F - 1) * W;
+    memcpy(g, gb->g, sizeof(float) * (size_t)n);
+    memset(g + n, 0, sizeof(float) * (size_t)(W - n));
+    const vf thr = vbroadcast(net->threshold), one = vbroadcast(1.0f), zero = {0};
+    for (int c = 0; c < W; c += NV) {
+        vf a = (vf)((vi) * (const vf *)(g + c) & 0x7fffffff);
+        *(vf *)(f1 + c) = vsel(a < thr, thr, a);
     }
     mn_vlog(W, f1, f1);
-    for (int c = 0; c < W; c++) {
-        float g = c < n ? gb->g[c] : 0.0f;
-        bool large = fabsf(g) >= thr;
-        f1[c] = large ? f1[c] * net->inv_p : -1.0f;
-        f2[c] = large ? (float)((g > 0) - (g < 0)) : g * net->exp_p;
+    for (int c = 0; c < W; c += NV) {
+        vf gv = *(const vf *)(g + c), a = (vf)((vi)gv & 0x7fffffff);
+        vi large = a >= thr;
+        vf sign = vsel(gv > 0.0f, one, zero) - vsel(gv < 0.0f, one, zero);
+        *(vf *)(f1 + c) = vsel(large, *(const vf *)(f1 + c) * net->inv_p, vbroadcast(-1.0f));
+        *(vf *)(f2 + c) = vsel(large, sign, gv * net->exp_p); /* (with F = 2 this row is g's) */
     }
     if (!cfg->extended) return;
-    float b1 = cfg->ext_beta1, b2 = cfg->ext_beta2, ob1 = 1.0f - b1, ob2 = 1.0f - b2;
-    float *f3 = x + 2 * W, *f4 = x + 3 * W;
-    for (int c = 0; c < W; c++) {
-        bool real = c < n;
-        float g = real ? gb->g[c] : 0.0f, m = real ? gb->m[c] : 0.0f, v = real ? gb->v[c] : 0.0f;
-        float m1 = m * b1 + g * ob1, v1 = v * b2 + g * g * ob2;
-        float inv = 1.0f / sqrtf(v1 / gb->bc2 + cfg->ext_eps);
-        f3[c] = g * inv;
-        f4[c] = m1 / gb->bc1 * inv;
-        if (real && gb->m_out) gb->m_out[c] = m1, gb->v_out[c] = v1;
+    const float b1 = cfg->ext_beta1, b2 = cfg->ext_beta2, ob1 = 1.0f - b1, ob2 = 1.0f - b2;
+    float *f3 = x + 2 * W, *f4 = x + 3 * W; /* f4 is g's row */
+    for (int c = 0; c < W; c += NV) {
+        int left = n - c > 0 ? n - c : 0;
+        vf gv = *(const vf *)(f4 + c), m = load_upto(gb->m + c, left), v = load_upto(gb->v + c, left);
+        vf m1 = fmav(m, vbroadcast(b1), gv * ob1), v1 = fmav(v, vbroadcast(b2), gv * gv * ob2);
+        vf inv = one / vsqrt(v1 / gb->bc2 + cfg->ext_eps);
+        *(vf *)(f3 + c) = gv * inv;
+        *(vf *)(f4 + c) = m1 / gb->bc1 * inv;
+        if (gb->m_out && left) store_upto(gb->m_out + c, left, m1), store_upto(gb->v_out + c, left, v1);
     }
 }
 
