@@ -100,6 +100,19 @@ typedef struct {
 
 extern const lf_kernels lf_kernels_scalar, lf_kernels_avx2, lf_kernels_avx512;
 
+/* Sum of n floats kept in LF_VEC lanes (lane l takes elements l, l + LF_VEC, ..), so the loop
+ * vectorises (a plain float sum may not be reordered). */
+static inline float lf_lane_sum(const float *x, int n) {
+    float lanes[LF_VEC] = {0};
+    int i = 0;
+    for (; i + LF_VEC <= n; i += LF_VEC)
+        for (int l = 0; l < LF_VEC; l++) lanes[l] += x[i + l];
+    for (int l = 0; i + l < n; l++) lanes[l] += x[i + l];
+    float sum = 0.0f;
+    for (int l = 0; l < LF_VEC; l++) sum += lanes[l];
+    return sum;
+}
+
 /* learned_fast.c */
 const lf_kernels *lf_select_kernels(void);
 /* Scratch for `threads` threads of `floats` each: thread t's starts at t * *stride, aligned. A

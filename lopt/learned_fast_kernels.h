@@ -284,17 +284,6 @@ static float lane_dot(const float *x, const float *y, int n) {
     return sum;
 }
 
-static float lane_sum(const float *x, int n) {
-    float lanes[LF_VEC] = {0};
-    int i = 0;
-    for (; i + LF_VEC <= n; i += LF_VEC)
-        for (int l = 0; l < LF_VEC; l++) lanes[l] += x[i + l];
-    for (int l = 0; i + l < n; l++) lanes[l] += x[i + l];
-    float sum = 0.0f;
-    for (int l = 0; l < LF_VEC; l++) sum += lanes[l];
-    return sum;
-}
-
 /* n floats at p as a vector, zeros past them (n < NV: the block's last columns) */
 static inline __attribute__((always_inline)) vf load_upto(const float *p, int n) {
     vf r = {0};
@@ -643,7 +632,7 @@ static void hpe_layer(const lf_net *net, int level, int W, int k, int c, const i
             /* K'^T V and K'^T 1 of the chunk, then each slot's Q' (K'^T V) / (Q' (K'^T 1) + eps) */
             for (int f = 0; f < M; f++) {
                 const float *pkf = pk + (size_t)f * W + lo;
-                ksum[f] = lane_sum(pkf, c);
+                ksum[f] = lf_lane_sum(pkf, c);
                 for (int e = 0; e < hd; e++) kv[f * hd + e] = lane_dot(pkf, v + off + (size_t)e * W + lo, c);
             }
             float *dn = den + lo;

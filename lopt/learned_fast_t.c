@@ -97,12 +97,8 @@ static void level1_block(const t_job *job, const blocks *b, int64_t k, float *e,
     job->kern->hpe_layer(job->net, 0, W, chunks, c, real, e, y, scratch);
     for (int j = 0; j < chunks; j++) {
         float *tok = job->tok1 + (job->base1[i] + j0 + j) * d;
-        for (int r = 0; r < d; r++) {
-            const float *row = y + (size_t)r * W + (size_t)j * c;
-            float sum = 0.0f;
-            for (int t = 0; t < real[j]; t++) sum += row[t];
-            tok[r] = sum / (float)real[j];
-        }
+        for (int r = 0; r < d; r++) /* (lane sums: a plain float sum does not vectorise) */
+            tok[r] = lf_lane_sum(y + (size_t)r * W + (size_t)j * c, real[j]) / (float)real[j];
     }
 }
 
@@ -139,10 +135,21 @@ static void head_block(const t_job *job, const blocks *b, int64_t k, float *cam,
         memset(job->delta + s->lay.offset[i] + start, 0, sizeof(float) * (size_t)len);
         return;
     }
-    for (int col = 0; col < W; col++) {
+    /* each meta-token's CAM output over its run of columns (c * group coordinates share one) */
+    int64_t per_meta = (int64_t)c * job->group[i];
+    for (int col = 0; col < W;) {
+        int end = W;
         const float *row = NULL;
-        if (col < len) row = job->cam + (s->lay.meta_offset[i] + (start + col) / c / job->group[i]) * d;
-        for (int r = 0; r < d; r++) cam[(size_t)r * W + col] = row ? row[r] : 0.0f;
+        if (col < len) {
+            int64_t m = (start + col) / per_meta, run_end = (m + 1) * per_meta - start;
+            row = job->cam + (s->lay.meta_offset[i] + m) * d;
+            end = (int)(run_end < len ? run_end : len);
+        }
+        for (int r = 0; r < d; r++) {
+            float value = row ? row[r] : 0.0f, *out = cam + (size_t)r * W;
+            for (int k = col; k < end; k++) out[k] = value;
+        }
+        col = end;
     }
     lf_grad_block gb = grad_block(job, i, start, true);
     job->kern->t_head_block(job->net, W, (int)len, &gb, cam, job->delta + s->lay.offset[i] + start, scratch);
