@@ -178,7 +178,7 @@ typedef struct {
 
 static inline __attribute__((always_inline)) void mk_tile(const mk_args *m, int r0, int v0, const int R,
                                                           const int V) {
-    vf sum[TR][TV];
+    vf sum[TR][TV > 5 ? TV : 5];
     for (int r = 0; r < R; r++)
         for (int v = 0; v < V; v++) {
             const float *c = m->C + (size_t)(r0 + r) * m->crs + (size_t)(v0 + v) * NV;
@@ -189,7 +189,7 @@ static inline __attribute__((always_inline)) void mk_tile(const mk_args *m, int 
         }
     const float *a = m->A + (size_t)r0 * m->ars, *b = m->B + (size_t)v0 * NV;
     for (int k = 0; k < m->K; k++) {
-        vf bv[TV];
+        vf bv[TV > 5 ? TV : 5];
         for (int v = 0; v < V; v++) bv[v] = *(const vf *)(b + (size_t)k * m->bks + (size_t)v * NV);
         for (int r = 0; r < R; r++) {
             vf av = (vf){0} + a[(size_t)r * m->ars + (size_t)k * m->aks];
@@ -202,10 +202,21 @@ static inline __attribute__((always_inline)) void mk_tile(const mk_args *m, int 
 
 /* rows x nv vectors of C in TR x TV tiles (edges in smaller ones, all sizes constant once inlined) */
 static void mk_run(const mk_args *m, int rows, int nv) {
+#if NV == 8
+    if (nv % 5 == 0) { /* the LSTM's 80 gates: 2 x 5 tiles use all of a 10-vector row */
+        int r0 = 0;
+        for (; r0 + 2 <= rows; r0 += 2)
+            for (int v0 = 0; v0 < nv; v0 += 5) mk_tile(m, r0, v0, 2, 5);
+        for (; r0 < rows; r0++)
+            for (int v0 = 0; v0 < nv; v0 += 5) mk_tile(m, r0, v0, 1, 5);
+        return;
+    }
+#endif
     int r0 = 0;
     for (; r0 + TR <= rows; r0 += TR) {
         int v0 = 0;
         for (; v0 + TV <= nv; v0 += TV) mk_tile(m, r0, v0, TR, TV);
+        for (; v0 + 2 <= nv; v0 += 2) mk_tile(m, r0, v0, TR, 2); /* (the LSTM's 10-vector rows) */
         for (; v0 < nv; v0++) mk_tile(m, r0, v0, TR, 1);
     }
     for (; r0 < rows; r0++) {
