@@ -2,8 +2,10 @@
  * per ISA: a file defines LF_ISA (scalar, avx2, avx512) and includes this header, which defines
  * lf_kernels_<LF_ISA>. Buffers are [rows][W] (a column per coordinate or HPE slot), except the
  * LSTM's, which keeps its state's layout (a row per coordinate). Each kernel computes what the
- * graph path's ops compute, to float rounding (sums may run in another order). Transcendentals go
- * through tensor/vecmath.h, the graph path's own kernels (the LSTM forms tanh from sigmoid). */
+ * graph path's ops compute, to float rounding (sums may run in another order). Every dense product
+ * goes through one register-tiled micro-kernel (mk_run) in the ISA's native vectors; exp, GELU and
+ * sigmoid are inline vector functions of their own (tested against libm), log comes from
+ * tensor/vecmath.h (the LSTM forms tanh from sigmoid). */
 #ifndef LF_ISA
 #error "define LF_ISA before including learned_fast_kernels.h"
 #endif
