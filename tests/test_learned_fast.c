@@ -394,6 +394,39 @@ static void fused_elementwise_functions_match_libm(void **state) {
     }
 }
 
+/* mn_lopt_macs_per_coordinate against the optimizers' own weight matrices: each per-coordinate
+ * layer costs one multiply-add per entry of its weight matrix (Mnemosyne-T: the embedding twice,
+ * the level-2 layer once per chunk, the CAM over the meta-tokens not counted), plus the products
+ * with the random features and the attention or memory state, which have no weights. */
+static void counted_macs_match_the_weight_matrices(void **state) {
+    (void)state;
+    for (int k = 0; k < 3; k++) {
+        mn_lopt_config cfg = k == 1 ? small_config(kinds[k]) : mn_lopt_default_config(kinds[k]);
+        mn_lopt *o = mn_lopt_new_config(&cfg, 3);
+        const mn_params *w = mn_lopt_weights(o);
+        double expect = 0, d = cfg.dim;
+        for (int i = 0; i < w->count; i++) {
+            const char *name = w->items[i].name;
+            double entries = w->items[i].tensor->ndim == 2 ? (double)mn_numel(w->items[i].tensor) : 0;
+            if (cfg.kind != MN_LOPT_MNEMOSYNE_T) expect += entries;
+            else if (!strncmp(name, "embed.", 6)) expect += 2 * entries;
+            else if (!strncmp(name, "hpe.level1.", 11) || !strncmp(name, "head.", 5)) expect += entries;
+            else if (!strncmp(name, "hpe.level2.", 11)) expect += entries / cfg.chunk;
+        }
+        if (cfg.kind == MN_LOPT_MNEMOSYNE_C) {
+            double M2 = 2.0 * cfg.features, H = cfg.heads;
+            expect += cfg.layers * (2 * H * M2 * cfg.qk_dim + 2 * H * M2 * (d / H + 1));
+        } else if (cfg.kind == MN_LOPT_MNEMOSYNE_T) {
+            double M = cfg.hpe_features;
+            expect += (2 * M * d + 2 * (M * d + M)) * (1.0 + 1.0 / cfg.chunk);
+        }
+        double got = mn_lopt_macs_per_coordinate(&cfg);
+        print_message("%s: %.1f multiply-adds per coordinate\n", mn_lopt_kind_name(cfg.kind), got);
+        assert_true(fabs(got - expect) <= 1e-9 * expect);
+        mn_lopt_free(o);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fused_lstm_matches_graph_path),
@@ -403,6 +436,7 @@ int main(void) {
         cmocka_unit_test(fused_step_is_independent_of_thread_count),
         cmocka_unit_test(fused_kernels_of_every_isa_match),
         cmocka_unit_test(fused_elementwise_functions_match_libm),
+        cmocka_unit_test(counted_macs_match_the_weight_matrices),
         cmocka_unit_test(adapter_matches_graph_path),
         cmocka_unit_test(fused_path_is_taken_only_without_a_graph),
     };
