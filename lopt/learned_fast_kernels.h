@@ -45,7 +45,18 @@ typedef int32_t vi __attribute__((vector_size(NV * 4), may_alias));
 /* m ? a : b lane by lane (m all ones or all zeros); a comparison leaves NaN lanes to the else side */
 static inline __attribute__((always_inline)) vf vsel(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
 
-static inline __attribute__((always_inline)) vf vbroadcast(float x) { return (vf){0} + x; }
+/* x in every lane ((vf){0} + x would be a scalar add first: 0 + -0 is +0) */
+static inline __attribute__((always_inline)) vf vbroadcast(float x) {
+#if NV == 16
+    return (vf)_mm512_set1_ps(x);
+#elif NV == 8
+    return (vf)_mm256_set1_ps(x);
+#else
+    vf r;
+    for (int l = 0; l < NV; l++) r[l] = x;
+    return r;
+#endif
+}
 
 /* correctly rounded square root (sqrtf itself stays scalar: it may set errno) */
 static inline __attribute__((always_inline)) vf vsqrt(vf x) {
@@ -111,18 +122,47 @@ static inline __attribute__((always_inline)) vf lookup8(const float *table, vi i
 #endif
 }
 
+/* max(x, 0) lane by lane, NaN staying NaN (maxps returns its second operand when either is NaN) */
+static inline __attribute__((always_inline)) vf vmax0(vf x) {
+#if NV == 16
+    return (vf)_mm512_max_ps(_mm512_setzero_ps(), (__m512)x);
+#elif NV == 8
+    return (vf)_mm256_max_ps(_mm256_setzero_ps(), (__m256)x);
+#else
+    return vsel(x < 0.0f, vbroadcast(0.0f), x);
+#endif
+}
+
 /* Exact GELU x Phi(x) to float rounding (absolute error below 1e-7 up to |gelu| = 1, relative
  * beyond): with a = |x|, gelu(x) = max(x, 0) - a Q(a), Q from the piecewise fit above (no
- * exponential, no division: several times cheaper than erf). */
+ * exponential, no division: several times cheaper than erf). a >= 6, inf and NaN take a = 0 in
+ * the fit, so a Q(a) is 0 there and max(x, 0) the result (NaN for NaN). */
 static inline __attribute__((always_inline)) vf vgelu_f(vf x) {
     vf a = (vf)((vi)x & 0x7fffffff);
-    vf as = vsel(a < 6.0f, a, vbroadcast(0.0f)); /* inf and NaN -> 0 too */
+    vf as = vsel(a < 6.0f, a, vbroadcast(0.0f));
     vi idx = __builtin_convertvector(as * (4.0f / 3.0f), vi); /* truncates: 0 .. 7 for as < 6 */
     vf w = as - lookup8(gelu_center, idx);
     vf q = lookup8(gelu_poly[0], idx);
     for (int j = 1; j < 7; j++) q = fmav(q, w, lookup8(gelu_poly[j], idx));
-    vf g = vsel(x > 0.0f, x, vbroadcast(0.0f)) - vsel(a < 6.0f, as * q, vbroadcast(0.0f));
-    return vsel(x == x, g, x); /* NaN stays NaN */
+    return vmax0(x) - as * q;
+}
+
+/* vgelu_f over 4 vectors in place, stage by stage: the four Horner chains interleave instead of
+ * running one after another (each is some 40 cycles of latency) */
+static inline __attribute__((always_inline)) void vgelu_f4(float *p) {
+    vf x[4], as[4], w[4], q[4];
+    vi idx[4];
+    for (int u = 0; u < 4; u++) {
+        x[u] = *(const vf *)(p + u * NV);
+        vf a = (vf)((vi)x[u] & 0x7fffffff);
+        as[u] = vsel(a < 6.0f, a, vbroadcast(0.0f));
+        idx[u] = __builtin_convertvector(as[u] * (4.0f / 3.0f), vi);
+        w[u] = as[u] - lookup8(gelu_center, idx[u]);
+        q[u] = lookup8(gelu_poly[0], idx[u]);
+    }
+    for (int j = 1; j < 7; j++)
+        for (int u = 0; u < 4; u++) q[u] = fmav(q[u], w[u], lookup8(gelu_poly[j], idx[u]));
+    for (int u = 0; u < 4; u++) *(vf *)(p + u * NV) = vmax0(x[u]) - as[u] * q[u];
 }
 
 /* 1 / (1 + e^-x) */
@@ -146,7 +186,17 @@ static inline __attribute__((always_inline)) vf vsigmoid_f(vf x) { return vbroad
         }                                                                                                      \
     }
 LF_ROWS_OP(exp_rows, vexp_f)
-LF_ROWS_OP(gelu_rows, vgelu_f)
+static void gelu_rows(size_t n, float *x) {
+    size_t i = 0;
+    for (; i + 4 * NV <= n; i += 4 * NV) vgelu_f4(x + i);
+    for (; i + NV <= n; i += NV) *(vf *)(x + i) = vgelu_f(*(const vf *)(x + i));
+    if (i < n) {
+        float buf[NV] __attribute__((aligned(NV * 4))) = {0};
+        memcpy(buf, x + i, sizeof(float) * (n - i));
+        *(vf *)buf = vgelu_f(*(const vf *)buf);
+        memcpy(x + i, buf, sizeof(float) * (n - i));
+    }
+}
 LF_ROWS_OP(sigmoid_rows, vsigmoid_f)
 #undef LF_ROWS_OP
 
@@ -180,12 +230,12 @@ typedef struct {
 
 static inline __attribute__((always_inline)) void mk_tile(const mk_args *m, int r0, int v0, const int R,
                                                           const int V) {
-    vf sum[TR][TV > 5 ? TV : 5];
+    vf sum[TR > 4 ? TR : 4][TV > 5 ? TV : 5];
     for (int r = 0; r < R; r++)
         for (int v = 0; v < V; v++) {
             const float *c = m->C + (size_t)(r0 + r) * m->crs + (size_t)(v0 + v) * NV;
             if (m->acc) sum[r][v] = *(const vf *)c;
-            else if (m->bias_row) sum[r][v] = (vf){0} + m->bias_row[r0 + r];
+            else if (m->bias_row) sum[r][v] = vbroadcast(m->bias_row[r0 + r]);
             else if (m->bias_vec) sum[r][v] = *(const vf *)(m->bias_vec + (size_t)(v0 + v) * NV);
             else sum[r][v] = (vf){0};
         }
@@ -194,7 +244,7 @@ static inline __attribute__((always_inline)) void mk_tile(const mk_args *m, int 
         vf bv[TV > 5 ? TV : 5];
         for (int v = 0; v < V; v++) bv[v] = *(const vf *)(b + (size_t)k * m->bks + (size_t)v * NV);
         for (int r = 0; r < R; r++) {
-            vf av = (vf){0} + a[(size_t)r * m->ars + (size_t)k * m->aks];
+            vf av = vbroadcast(a[(size_t)r * m->ars + (size_t)k * m->aks]);
             for (int v = 0; v < V; v++) sum[r][v] = fmav(av, bv[v], sum[r][v]);
         }
     }
@@ -215,11 +265,28 @@ static void mk_run(const mk_args *m, int rows, int nv) {
     }
 #endif
     int r0 = 0;
+#if NV == 8
+    if (rows % 4 == 0) { /* (d = 8 rows, FFN widths): 4 x 3 tiles leave no 1-row tiles */
+        for (; r0 < rows; r0 += 4) {
+            int v0 = 0;
+            for (; v0 + 3 <= nv; v0 += 3) mk_tile(m, r0, v0, 4, 3);
+            if (nv - v0 == 2) mk_tile(m, r0, v0, 4, 2);
+            else if (nv - v0 == 1) mk_tile(m, r0, v0, 4, 1);
+        }
+        return;
+    }
+#endif
     for (; r0 + TR <= rows; r0 += TR) {
         int v0 = 0;
         for (; v0 + TV <= nv; v0 += TV) mk_tile(m, r0, v0, TR, TV);
         for (; v0 + 2 <= nv; v0 += 2) mk_tile(m, r0, v0, TR, 2); /* (the LSTM's 10-vector rows) */
         for (; v0 < nv; v0++) mk_tile(m, r0, v0, TR, 1);
+    }
+    if (rows - r0 == 2) { /* (the head's two outputs) */
+        int v0 = 0;
+        for (; v0 + TV <= nv; v0 += TV) mk_tile(m, r0, v0, 2, TV);
+        for (; v0 < nv; v0++) mk_tile(m, r0, v0, 2, 1);
+        return;
     }
     for (; r0 < rows; r0++) {
         int v0 = 0;
@@ -533,6 +600,54 @@ static void embed_block(const lf_net *net, int W, int n, const lf_grad_block *gb
     for (int i = 0; i < net->cfg.dim; i++) memset(e + (size_t)i * W + n, 0, sizeof(float) * (size_t)(W - n));
 }
 
+/* hpe_phi's exponents and exponentials with c a multiple of NV: pass 1 forms t = omega.z - |z|^2/2
+ * and each vector's max over the features (kept in mx); pass 2 writes exp(t - shift) / sqrt(M),
+ * the 1/sqrt(M) as -ln(M)/2 in the exponent. Only the k chunks' columns are computed. */
+static void hpe_phi_vec(const lf_net *net, int W, int k, int c, const int *real, int hd, int M, const float *z,
+                        bool query, float *phi, float *mx) {
+    const vf log_scale = vbroadcast(logf(net->hpe_inv_sqrt_m));
+    int nv = c / NV;
+    for (int col = 0; col < k * c; col += NV) {
+        vf sq = {0};
+        for (int i = 0; i < hd; i++) {
+            vf zi = *(const vf *)(z + (size_t)i * W + col);
+            sq = fmav(zi, zi, sq);
+        }
+        vf half = sq * 0.5f, best = vbroadcast(-INFINITY);
+        for (int f = 0; f < M; f++) {
+            vf t = *(const vf *)(phi + (size_t)f * W + col) - half;
+            *(vf *)(phi + (size_t)f * W + col) = t;
+            best = vsel(t > best, t, best);
+        }
+        *(vf *)(mx + col) = best;
+    }
+    for (int j = 0; j < k; j++) {
+        int lo = j * c;
+        vf shift = {0};
+        if (!query) { /* keys: one shift per chunk, its max over the features and the c columns */
+            vf best = *(const vf *)(mx + lo);
+            for (int u = 1; u < nv; u++) {
+                vf t = *(const vf *)(mx + lo + u * NV);
+                best = vsel(t > best, t, best);
+            }
+            float top = best[0];
+            for (int l = 1; l < NV; l++) top = max2(top, best[l]);
+            shift = vbroadcast(top);
+        }
+        for (int u = 0; u < nv; u++) {
+            int col = lo + u * NV;
+            vf s = query ? *(const vf *)(mx + col) : shift;
+            vf off = log_scale - s;
+            vi keep = {0};
+            for (int l = 0; l < NV; l++) keep[l] = query || u * NV + l < real[j] ? -1 : 0;
+            for (int f = 0; f < M; f++) {
+                float *p = phi + (size_t)f * W + col;
+                *(vf *)p = (vf)((vi)vexp_f(*(const vf *)p + off) & keep);
+            }
+        }
+    }
+}
+
 /* FAVOR+ features (nn/performer.c's mn_favor_phi) of one head's columns z [hd][W]:
  * exp(omega.z - |z|^2/2 - shift) / sqrt(M) -> [M][W]. Queries: the shift is each column's max;
  * keys: the max over the features and the c columns of each chunk (padding included), and the
@@ -542,6 +657,11 @@ static void hpe_phi(const lf_net *net, const lf_hpe *L, arena *a, int k, int c, 
     int W = a->W, hd = net->cfg.dim / net->cfg.hpe_heads, M = net->cfg.hpe_features;
     float *saved = a->next, *sq = take(a, 1);
     linear(W, L->omega, hd, NULL, M, hd, z, phi);
+    if (c % NV == 0) { /* whole vectors per chunk: two passes over phi */
+        hpe_phi_vec(net, W, k, c, real, hd, M, z, query, phi, sq);
+        a->next = saved;
+        return;
+    }
     for (int col = 0; col < W; col++) sq[col] = 0.0f;
     for (int i = 0; i < hd; i++)
         for (int col = 0; col < W; col++) sq[col] += z[(size_t)i * W + col] * z[(size_t)i * W + col];
@@ -581,6 +701,16 @@ static inline __attribute__((always_inline)) float hsum(vf x) {
     return s;
 }
 
+#if NV == 8
+/* (sum of a[0]'s lanes, .., sum of a[7]'s lanes) by a transposing tree of horizontal adds */
+static inline __attribute__((always_inline)) __m256 hsum8(const __m256 *a) {
+    __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+#endif
+
 /* FAVOR+ attention within each of k chunks of c columns (c a multiple of NV), one head: with
  * phi_q, phi_k [M][W] (padding columns of phi_k zero) and v [hd][W],
  *   kvt[e][f] = sum over the chunk of phi_k[f] v[e] (e < hd), kvt[hd][f] = sum of phi_k[f];
@@ -590,6 +720,22 @@ static void chunk_attention_vec(int W, int k, int c, int M, int hd, const float 
     int nv = c / NV;
     for (int j = 0; j < k; j++) {
         int lo = j * c;
+#if NV == 8
+        if (M == 8) { /* the 8 features' sums at once, reduced together into kvt's row */
+            for (int e = 0; e <= hd; e++) {
+                const float *ve = v + (size_t)e * W + lo;
+                __m256 acc[8];
+                for (int f = 0; f < 8; f++) acc[f] = _mm256_setzero_ps();
+                for (int u = 0; u < nv; u++) {
+                    vf vv = e < hd ? *(const vf *)(ve + u * NV) : vbroadcast(1.0f);
+                    for (int f = 0; f < 8; f++)
+                        acc[f] = (__m256)fmav(*(const vf *)(pk + (size_t)f * W + lo + u * NV), vv, (vf)acc[f]);
+                }
+                _mm256_storeu_ps(kvt + (size_t)e * M, hsum8(acc));
+            }
+            goto product;
+        }
+#endif
         for (int f = 0; f < M; f++) {
             const float *pkf = pk + (size_t)f * W + lo;
             vf sum = {0};
@@ -602,14 +748,16 @@ static void chunk_attention_vec(int W, int k, int c, int M, int hd, const float 
                 kvt[(size_t)e * M + f] = hsum(acc);
             }
         }
+#if NV == 8
+    product:;
+#endif
         mk_args m = {.K = M, .A = kvt, .ars = (size_t)M, .aks = 1, .B = pq + lo, .bks = (size_t)W, .C = o + lo,
                      .crs = (size_t)W};
         mk_run(&m, hd + 1, nv);
-        const float *den = o + (size_t)hd * W + lo;
-        for (int e = 0; e < hd; e++) {
-            float *out = ctx + (size_t)e * W + lo;
-            const float *num = o + (size_t)e * W + lo;
-            for (int col = 0; col < c; col++) out[col] = num[col] / (den[col] + 1e-30f); /* MN_FAVOR_DEN_EPS */
+        for (int u = 0; u < nv; u++) { /* one division per column: o[e] / den = o[e] (1 / den) to an ulp */
+            size_t at = (size_t)lo + (size_t)u * NV;
+            vf inv = vbroadcast(1.0f) / (*(const vf *)(o + (size_t)hd * W + at) + 1e-30f); /* MN_FAVOR_DEN_EPS */
+            for (int e = 0; e < hd; e++) *(vf *)(ctx + (size_t)e * W + at) = *(const vf *)(o + (size_t)e * W + at) * inv;
         }
     }
 }
