@@ -69,7 +69,7 @@ double mn_lopt_macs_per_coordinate(const mn_lopt_config *cfg) {
                  + 2 * d * cfg->hpe_ffn_dim; /* the FFN */
     return 2 * F * d                           /* the embedding, in the encoder and again in the head */
            + hpe * (1.0 + 1.0 / cfg->chunk)    /* level 1 per coordinate, level 2 per chunk */
-           + 2 * d * cfg->head_hidden + 2.0 * cfg->head_hidden;
+           + d * cfg->head_hidden + 2.0 * cfg->head_hidden; /* the head's embedding half and its output */
 }
 
 /* ---- when to take it ------------------------------------------------------------------------------- */

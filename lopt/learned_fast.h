@@ -89,8 +89,10 @@ typedef struct {
      * real[j] columns are items, the rest padding, zero in X): X, Y [d][W] */
     void (*hpe_layer)(const lf_net *net, int level, int W, int k, int c, const int *real, const float *X, float *Y,
                       float *scratch);
-    /* Mnemosyne-T: the head on [cam [d][W], e]: delta [n] */
-    void (*t_head_block)(const lf_net *net, int W, int n, const lf_grad_block *gb, const float *cam, float *delta,
+    /* Mnemosyne-T: the head on [CAM output, e] -> delta [n], given hid [head_hidden][W] holding the
+     * first layer's bias plus its product with the CAM output of each column's meta-token (the same
+     * for the c * group coordinates of one meta-token, so formed once per meta-token); overwritten */
+    void (*t_head_block)(const lf_net *net, int W, int n, const lf_grad_block *gb, float *hid, float *delta,
                          float *scratch);
     /* the step's own elementwise functions, in place over n floats (exposed for their tests) */
     void (*exp_rows)(size_t n, float *x);

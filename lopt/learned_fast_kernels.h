@@ -436,7 +436,7 @@ static size_t scratch_rows(const lf_net *net) {
     int cam = F + 7 * d + 2 * hr + 2 * m2h + d / cfg->heads + 1 + cfg->ffn_dim + 7;
     int hd = d / cfg->hpe_heads, M = cfg->hpe_features;
     int hpe = 9 * d + 2 * M + cfg->hpe_ffn_dim + 4 + (M * hd + M + LF_VEC - 1) / LF_VEC + 1 + hd + 1;
-    int head = F + 3 * d + cfg->head_hidden + 3;
+    int head = F + d + 3;
     return (size_t)imax(imax(lstm, cam), imax(hpe, head)) + 4;
 }
 
@@ -819,16 +819,17 @@ static void hpe_layer(const lf_net *net, int level, int W, int k, int c, const i
     add_rows(dW, hs, f2, Y);
 }
 
-static void t_head_block(const lf_net *net, int W, int n, const lf_grad_block *gb, const float *cam, float *delta,
+static void t_head_block(const lf_net *net, int W, int n, const lf_grad_block *gb, float *hid, float *delta,
                          float *scratch) {
     const mn_lopt_config *cfg = &net->cfg;
     int d = cfg->dim;
     arena a = arena_over(net, W, scratch);
-    float *x = take(&a, net->F), *in = take(&a, 2 * d), *hid = take(&a, cfg->head_hidden), *out = take(&a, 2);
+    float *x = take(&a, net->F), *e = take(&a, d), *out = take(&a, 2);
     features(net, W, n, gb, x);
-    memcpy(in, cam, sizeof(float) * (size_t)d * W); /* [cam output of the meta-token, own embedding] */
-    apply_linear(W, &net->embed, x, in + (size_t)d * W);
-    apply_linear(W, &net->head, in, hid);
+    apply_linear(W, &net->embed, x, e);
+    mk_args m = {.K = d, .A = net->head.w + d, .ars = (size_t)net->head.in, .aks = 1, .B = e, .bks = (size_t)W,
+                 .C = hid, .crs = (size_t)W, .acc = true}; /* hid += (the head's embedding half) e */
+    mk_run(&m, cfg->head_hidden, W / NV);
     gelu_rows((size_t)cfg->head_hidden * W, hid);
     apply_linear(W, &net->head2, hid, out);
     mnemosyne_update(net, &a, n, out, delta);

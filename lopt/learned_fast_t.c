@@ -7,8 +7,9 @@
  *   C. the CAM over the B meta-tokens with cam.c's own ops (B is at most 64 per tensor), with
  *      recording off;
  *   D. per block of coordinates: features and embeddings again (cheaper than keeping [P, d]), the
- *      head on [CAM output of the coordinate's meta-token, embedding], the update, and the
- *      moments' advance (A only reads them, so both see the same features). */
+ *      head on [CAM output of the coordinate's meta-token, embedding] (its first layer's product
+ *      with the CAM output formed once per meta-token), the update, and the moments' advance (A
+ *      only reads them, so both see the same features). */
 #include "lopt/learned_fast.h"
 
 #include <omp.h>
@@ -64,7 +65,7 @@ typedef struct {
     int64_t *n1, *base1;  /* level-1 tokens of tensor i: rows base1[i] .. base1[i] + n1[i] - 1 */
     int64_t *group;       /* level-1 tokens per meta-token of tensor i */
     float *tok1, *y2;     /* [chunks1][d]: level-1 tokens, level-2 outputs */
-    const float *cam;     /* [B][d]: the CAM's output per meta-token */
+    const float *hcam;    /* [B][head_hidden]: the head's first layer on each meta-token's CAM output, plus its bias */
     float *delta;
 } t_job;
 
@@ -125,9 +126,9 @@ static void level2_block(const t_job *job, const blocks *b, int64_t k, float *x,
 }
 
 /* D: head block k of one tensor's coordinates -> delta */
-static void head_block(const t_job *job, const blocks *b, int64_t k, float *cam, float *scratch) {
+static void head_block(const t_job *job, const blocks *b, int64_t k, float *hid, float *scratch) {
     const mn_lopt_state *s = job->s;
-    int c = s->cfg.chunk, d = s->cfg.dim, W = (int)b->per;
+    int c = s->cfg.chunk, hh = s->cfg.head_hidden, W = (int)b->per;
     int64_t start;
     int i = block_at(b, k, &start);
     int64_t len = s->lay.numel[i] - start < W ? s->lay.numel[i] - start : W;
@@ -135,24 +136,24 @@ static void head_block(const t_job *job, const blocks *b, int64_t k, float *cam,
         memset(job->delta + s->lay.offset[i] + start, 0, sizeof(float) * (size_t)len);
         return;
     }
-    /* each meta-token's CAM output over its run of columns (c * group coordinates share one) */
+    /* each meta-token's share of the head over its run of columns (c * group coordinates share one) */
     int64_t per_meta = (int64_t)c * job->group[i];
     for (int col = 0; col < W;) {
         int end = W;
         const float *row = NULL;
         if (col < len) {
             int64_t m = (start + col) / per_meta, run_end = (m + 1) * per_meta - start;
-            row = job->cam + (s->lay.meta_offset[i] + m) * d;
+            row = job->hcam + (s->lay.meta_offset[i] + m) * hh;
             end = (int)(run_end < len ? run_end : len);
         }
-        for (int r = 0; r < d; r++) {
-            float value = row ? row[r] : 0.0f, *out = cam + (size_t)r * W;
+        for (int r = 0; r < hh; r++) {
+            float value = row ? row[r] : 0.0f, *out = hid + (size_t)r * W;
             for (int k = col; k < end; k++) out[k] = value;
         }
         col = end;
     }
     lf_grad_block gb = grad_block(job, i, start, true);
-    job->kern->t_head_block(job->net, W, (int)len, &gb, cam, job->delta + s->lay.offset[i] + start, scratch);
+    job->kern->t_head_block(job->net, W, (int)len, &gb, hid, job->delta + s->lay.offset[i] + start, scratch);
 }
 
 typedef enum { PHASE_LEVEL1, PHASE_LEVEL2, PHASE_HEAD } t_phase;
@@ -161,10 +162,11 @@ static void run_phase(const t_job *job, t_phase phase, const blocks *b, bool par
     int64_t count = b->first[b->n];
     int d = job->s->cfg.dim, W = phase == PHASE_HEAD ? (int)b->per : round_up(b->per * job->s->cfg.chunk, LF_VEC);
     size_t rows = job->kern->scratch_rows(job->net);
+    int io = phase == PHASE_HEAD ? job->s->cfg.head_hidden : 2 * d; /* the in and out buffers' rows */
     parallel = parallel && count > 1 && omp_get_max_threads() > 1 && !omp_in_parallel();
     int threads = parallel ? omp_get_max_threads() : 1;
     size_t stride;
-    float *pool = lf_scratch_pool((rows + 2 * (size_t)d) * (size_t)W, threads, &stride);
+    float *pool = lf_scratch_pool((rows + (size_t)io) * (size_t)W, threads, &stride);
 #pragma omp parallel if (parallel) num_threads(threads)
     {
         float *scratch = pool + stride * (size_t)omp_get_thread_num();
@@ -254,10 +256,21 @@ void lf_mnemosyne_t_step(const lf_net *net, const lf_kernels *kern, mn_lopt_stat
     float *meta = xmalloc(sizeof(float) * (size_t)(lay->total_meta * d));
     pool_meta(&job, meta);
     mn_scope sc = mn_scope_begin();
-    job.cam = mn_data(cam_over_meta(o, s, active, meta));
+    const float *cam = mn_data(cam_over_meta(o, s, active, meta));
+    int hh = cfg->head_hidden;
+    float *hcam = xmalloc(sizeof(float) * (size_t)(lay->total_meta * hh) + 1);
+    for (int64_t m = 0; m < lay->total_meta; m++)
+        for (int r = 0; r < hh; r++) { /* (the head's input is [CAM output, embedding]) */
+            const float *w = net->head.w + (size_t)r * net->head.in;
+            float sum = net->head.b ? net->head.b[r] : 0.0f;
+            for (int j = 0; j < d; j++) sum += w[j] * cam[m * d + j];
+            hcam[m * hh + r] = sum;
+        }
+    job.hcam = hcam;
     job.delta = delta;
     run_phase(&job, PHASE_HEAD, &bh, parallel);
     mn_scope_end(sc);
+    free(hcam);
     free(meta);
     free(b1.first);
     free(b2.first);

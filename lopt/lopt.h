@@ -97,8 +97,9 @@ void mn_lopt_free(mn_lopt *o);
 /* Multiply-adds per parameter coordinate of one step, counting the network's dense products (the
  * layers' matrix-vector products, the random-feature projections, the attention and memory
  * contractions); the nonlinearities, norms and feature preprocessing are not counted. For
- * Mnemosyne-T it includes the level-2 layer's share (1/chunk per coordinate) and leaves out the
- * CAM over the meta-tokens (at most max_meta per tensor). Benchmarks turn it into GFLOP/s. */
+ * Mnemosyne-T it includes the level-2 layer's share (1/chunk per coordinate) and leaves out what
+ * is computed per meta-token (at most max_meta per tensor): the CAM, and the head's first-layer
+ * product with the CAM output, which the fused step forms once per meta-token. Benchmarks turn it into GFLOP/s. */
 double mn_lopt_macs_per_coordinate(const mn_lopt_config *cfg);
 
 /* Per-task state for a fixed list of parameter tensors (their shapes are remembered and checked
