@@ -258,7 +258,7 @@ static int finetune(const options *o, const run_opts *r, bert_session *s) {
         metrics_write(&t->log, "{\"final\": %s, \"step\": %lld, \"test_loss\": %.6f, \"test_accuracy\": %.6f, "
                       "\"baseline\": %.6f}", t->stop == t->total ? "true" : "false", (long long)t->stop, test_loss,
                       test_acc, baseline);
-        if (r->save_dir) printf("%s: saved the classifier, tokenizer and trainer state to %s\n", prog, r->save_dir);
+        if (t->saved_step == t->stop) printf("%s: saved the classifier, tokenizer and trainer state to %s\n", prog, r->save_dir);
         char path[4096];
         double bx[2] = {0, (double)t->stop}, by[2] = {baseline, baseline};
         const curve *acc = &t->eval_accuracy, *train_loss = &t->train_loss, *test_loss_c = &t->eval_loss;

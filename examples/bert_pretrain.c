@@ -267,7 +267,7 @@ static int pretrain(const options *o, const run_opts *r, bert_session *s) {
            (long long)t->start + 1, tc->n ? tc->y[tc->n - 1] : NAN, r->log_every);
     printf("%s: held-out MLM loss %.4f at step 0 -> %.4f at step %lld, masked-token accuracy %.4f\n", prog,
            first_eval, eval_loss, (long long)t->stop, eval_acc);
-    if (r->save_dir) printf("%s: saved the model, tokenizer and trainer state to %s\n", prog, r->save_dir);
+    if (t->saved_step == t->stop) printf("%s: saved the model, tokenizer and trainer state to %s\n", prog, r->save_dir);
     metrics_write(&t->log, "{\"final\": %s, \"step\": %lld, \"heldout_loss\": %.6f, \"heldout_accuracy\": %.6f}",
                   t->stop == t->total ? "true" : "false", (long long)t->stop, eval_loss, eval_acc);
     char path[4096];

@@ -10,8 +10,8 @@
  *                                    data streams
  *   slot.B.run.J.state.safetensors   each run's optimizer state (mn_lopt_state_save)
  *
- * The files are written into DIR.tmp, which then replaces DIR by two renames (DIR -> DIR.old,
- * DIR.tmp -> DIR); a crash between them leaves DIR.old, which load falls back to. Under MPI every rank
+ * The directory is written as one unit (mn_ckpt_dir: DIR.tmp with a manifest of sizes and CRC-32s,
+ * then two renames; a crash between them leaves DIR.old, which load falls back to). Under MPI every rank
  * writes its own slots into a directory of its own and sends the files to rank 0, which alone writes DIR;
  * on load rank 0 sends the checkpoint's files to the others. */
 #include "lopt/learned_internal.h"
@@ -112,11 +112,6 @@ static const char *join(char *buf, size_t size, const char *dir, const char *nam
     return buf;
 }
 
-static bool exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
 /* Removes a directory of plain files (what save writes); true if it is gone. */
 static bool remove_dir(const char *dir) {
     DIR *d = opendir(dir);
@@ -206,12 +201,18 @@ static bool write_own_slots(const mn_meta_trainer *tr, const char *dir, mn_err *
 }
 
 bool mn_meta_trainer_save(const mn_meta_trainer *tr, const char *dir, mn_err *err) {
-    char tmp[4200], old[4200], path[4200];
+    char tmp[4200], path[4200];
     int rank = meta_mpi_rank(), size = meta_mpi_size();
-    snprintf(tmp, sizeof tmp, rank ? "%s.rank%d.tmp" : "%s.tmp", dir, rank);
-    snprintf(old, sizeof old, "%s.old", dir);
-    bool ok = remove_dir(tmp) && mkdir(tmp, 0777) == 0;
-    if (!ok) mn_err_set(err, "%s: cannot create the checkpoint directory (%s)", tmp, strerror(errno));
+    mn_ckpt_dir c;
+    bool ok;
+    if (rank == 0) {
+        ok = mn_ckpt_dir_begin(&c, dir, tr->iteration, err);
+        snprintf(tmp, sizeof tmp, "%s", c.staging);
+    } else {
+        snprintf(tmp, sizeof tmp, "%s.rank%d.tmp", dir, rank);
+        ok = remove_dir(tmp) && mkdir(tmp, 0777) == 0;
+        if (!ok) mn_err_set(err, "%s: cannot create the checkpoint directory (%s)", tmp, strerror(errno));
+    }
     ok = ok && write_own_slots(tr, tmp, err);
     if (rank == 0) {
         ok = ok && mn_lopt_save(tr->o, join(path, sizeof path, tmp, "optimizer.safetensors"), err) &&
@@ -227,16 +228,9 @@ bool mn_meta_trainer_save(const mn_meta_trainer *tr, const char *dir, mn_err *er
     }
     if (!meta_mpi_all(ok) && ok) ok = mn_err_set(err, "%s: another rank could not write its part", dir);
     if (rank != 0) return ok;
-    if (!ok) {
-        remove_dir(tmp);
-        return false;
-    }
-    if (exists(dir) && (!remove_dir(old) || rename(dir, old) != 0))
-        return mn_err_set(err, "%s: cannot move the previous checkpoint aside to %s (%s)", dir, old, strerror(errno));
-    if (rename(tmp, dir) != 0)
-        return mn_err_set(err, "%s: cannot rename %s into place (%s)", dir, tmp, strerror(errno));
-    remove_dir(old);
-    return true;
+    if (ok) return mn_ckpt_dir_commit(&c, err);
+    mn_ckpt_dir_abort(&c);
+    return false;
 }
 
 /* ---- load ---------------------------------------------------------------------------------------------- */
@@ -442,19 +436,18 @@ static bool load_from(mn_meta_trainer *tr, const char *dir, mn_err *err) {
 }
 
 bool mn_meta_trainer_load(mn_meta_trainer *tr, const char *dir_in, mn_err *err) {
-    char dir[4200], path[4200];
+    char dir[4200];
     int rank = meta_mpi_rank();
-    snprintf(dir, sizeof dir, "%s", dir_in);
-    if (rank == 0 && !exists(join(path, sizeof path, dir, "trainer.safetensors"))) {
-        char old[4200];
-        snprintf(old, sizeof old, "%s.old", dir_in);
-        if (exists(join(path, sizeof path, old, "trainer.safetensors"))) snprintf(dir, sizeof dir, "%s", old);
-    }
-    /* the other ranks load rank 0's files from a directory of their own */
-    if (rank != 0) {
+    /* rank 0 checks the checkpoint (its manifest; DIR.old after a save stopped between its renames);
+     * the other ranks load rank 0's files from a directory of their own */
+    bool opened = true;
+    if (rank == 0) {
+        opened = mn_ckpt_dir_open(dir_in, dir, sizeof dir, NULL, err);
+    } else {
         snprintf(dir, sizeof dir, "%s.rank%d.load", dir_in, rank);
         remove_dir(dir);
     }
+    if (!meta_mpi_all(opened)) return opened ? mn_err_set(err, "%s: rank 0 cannot read the checkpoint", dir_in) : false;
     mn_err why;
     bool sent = meta_mpi_bcast_files(dir, &why);
     bool ok = meta_mpi_all(sent) ? load_from(tr, dir, err) : mn_err_set(err, "%s: %s", dir_in, why.msg);

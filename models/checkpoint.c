@@ -32,23 +32,6 @@ static bool is_file(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-bool mn_make_dirs(const char *path, mn_err *err) {
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return mn_err_set(err, "%s: path too long", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return mn_err_set(err, "%s: cannot create directory: %s", buf, strerror(errno));
-            *p = c;
-            if (!c) break;
-        }
-    }
-    if (!mn__is_dir(path)) return mn_err_set(err, "%s: exists and is not a directory", path);
-    return true;
-}
-
 /* ---- report ------------------------------------------------------------------------------------------ */
 
 static void list_add(char ***list, int *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -143,8 +143,6 @@ bool mn_params_load(const mn_params *params, const char *path, const mn_load_spe
                     mn_err *err);
 /* Writes params (F32, Hugging Face names, {"format": "pt"} metadata) atomically. */
 bool mn_params_save(const mn_params *params, const char *path, mn_err *err);
-/* Creates a directory and its parents (like mkdir -p); true if it exists afterwards. */
-bool mn_make_dirs(const char *path, mn_err *err);
 
 /* Options for *_from_pretrained; NULL means all defaults. */
 typedef struct {

@@ -256,6 +256,35 @@ bool mn_write_file_atomic(const char *path, const void *data, size_t size, mn_er
 /* Reads a whole file (malloc'd, NUL-terminated for convenience); NULL + err on failure,
  * also when the file is larger than max_size bytes (0: no limit). */
 void *mn_read_file(const char *path, size_t *size, size_t max_size, mn_err *err);
+/* Creates a directory and its parents (like mkdir -p); true if it exists afterwards. */
+bool mn_make_dirs(const char *path, mn_err *err);
+
+/* ---- checkpoint directories ---------------------------------------------------------
+ * A checkpoint of several files (model, optimizer, trainer state) is written as one unit, so a
+ * kill at any moment leaves the previous checkpoint or the new one, never a mix:
+ *   mn_ckpt_dir c;
+ *   mn_ckpt_dir_begin(&c, dir, step, &err);                  -- staging directory DIR.tmp
+ *   mn_save_something(mn_ckpt_dir_file(&c, "model.safetensors", buf, sizeof buf), &err); ...
+ *   mn_ckpt_dir_commit(&c, &err);                            -- or mn_ckpt_dir_abort(&c)
+ * commit writes manifest.json (the step, every file's size and CRC-32), fsyncs, moves the old DIR
+ * aside to DIR.old, renames DIR.tmp to DIR and removes DIR.old. Plain files already in DIR that
+ * the new checkpoint does not write (a metrics log, plots) are carried over as hard links, outside
+ * the manifest; a subdirectory in DIR is an error. mn_ckpt_dir_open checks a checkpoint before reading it: the
+ * manifest against every file, naming any that is missing or differs; if DIR is missing but
+ * DIR.old exists (a save stopped between its renames), it uses DIR.old. */
+typedef struct {
+    char dir[4096], staging[4100];
+    int64_t step;
+    bool open;
+} mn_ckpt_dir;
+bool mn_ckpt_dir_begin(mn_ckpt_dir *c, const char *dir, int64_t step, mn_err *err);
+/* The path of file `name` in the checkpoint being written (in buf, cap bytes). */
+const char *mn_ckpt_dir_file(const mn_ckpt_dir *c, const char *name, char *buf, size_t cap);
+bool mn_ckpt_dir_commit(mn_ckpt_dir *c, mn_err *err);
+void mn_ckpt_dir_abort(mn_ckpt_dir *c);
+/* The directory to read a checkpoint from (dir or dir.old) into out, its step into *step (NULL: not
+ * wanted); false + err if it is incomplete or its files disagree with its manifest. */
+bool mn_ckpt_dir_open(const char *dir, char *out, size_t cap, int64_t *step, mn_err *err);
 
 /* ---- safetensors (Hugging Face's tensor file format) --------------------------------
  * The reader validates everything the format requires: header length limit,

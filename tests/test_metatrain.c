@@ -360,7 +360,19 @@ static void resume_continues_exactly(void **state) {
         mn_meta_trainer_free(td);
         mn_meta_trainer *tn = mn_meta_trainer_new(c, f, &opts);
         assert_false(mn_meta_trainer_load(tn, tmp_path("missing"), &err));
-        assert_non_null(strstr(err.msg, "missing/trainer.safetensors"));
+        assert_non_null(strstr(err.msg, "missing: no such checkpoint directory"));
+        /* a checkpoint one of whose files changed is refused, naming the file */
+        char path[240];
+        snprintf(path, sizeof path, "%s/meta_optimizer.safetensors", dir);
+        FILE *fp = fopen(path, "r+b");
+        assert_non_null(fp);
+        fseek(fp, -1, SEEK_END);
+        int last = fgetc(fp);
+        fseek(fp, -1, SEEK_END);
+        fputc(last ^ 1, fp);
+        fclose(fp);
+        assert_false(mn_meta_trainer_load(tn, dir, &err));
+        assert_non_null(strstr(err.msg, "meta_optimizer.safetensors is"));
         mn_meta_trainer_free(tn);
         mn_meta_trainer_free(ta);
         mn_meta_trainer_free(tc);

@@ -1,8 +1,9 @@
 /* The training loop the example programs share (examples/common/trainer.c, classify.c), through the
  * programs as a user runs them: a run stopped with --stop-at and continued with --resume logs the same
  * losses and ends with the same test result as one that never stopped (train_mlp for the image loop,
- * bert_pretrain and bert_finetune for the text loops); a resume with other options, or from a trainer
- * state whose batch lies outside an epoch, is refused with a message; a diverging run stops with one.
+ * bert_pretrain and bert_finetune for the text loops); a resume with other options, or from a
+ * checkpoint one of whose files was changed, is refused with a message; a diverging run stops with
+ * one; a finished run resumed says so; a run killed while saving resumes exactly.
  * Tiny models and few steps keep it fast. The programs are found next to this test (build/CFG/tests ->
  * build/CFG/examples); a test is skipped when its program is not built or its data is not installed. */
 #include "testutil.h"
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -173,7 +175,9 @@ static void bert_finetune_resumed_run_continues_exactly(void **state) {
     same_records("bf_a", "bf_b", FINAL, NULL);
 }
 
-static void trainer_state_outside_an_epoch_is_refused(void **state) {
+/* A file of a checkpoint changed after it was written (here the trainer state, pointing outside an
+ * epoch) is refused by its manifest before anything is read from it. */
+static void tampered_checkpoint_is_refused(void **state) {
     (void)state;
     need("bert_pretrain", MN_FORTUNES_DIR "/food");
     run_ok("bert_pretrain", BERT_ARGS " --out bp_c --save bp_ck2 --stop-at 2");
@@ -186,7 +190,94 @@ static void trainer_state_outside_an_epoch_is_refused(void **state) {
     run_result r;
     run("bert_pretrain", BERT_ARGS " --out bp_c --resume bp_ck2", &r);
     assert_int_equal(r.status, 1);
-    if (!strstr(r.out, "batch 99999, but an epoch has")) fail_msg("expected a refusal, got:\n%s", r.out);
+    if (!strstr(r.out, "trainer_state.json is") || !strstr(r.out, "does not belong to this checkpoint"))
+        fail_msg("expected a refusal naming trainer_state.json, got:\n%s", r.out);
+}
+
+/* Resuming a run that already reached its last step trains nothing and claims no save. */
+static void resuming_a_finished_run_says_so(void **state) {
+    (void)state;
+    need("train_mlp", MN_FASHION_MNIST_DIR);
+    run_ok("train_mlp", MLP_ARGS " --out mlp_f --save mlp_fin");
+    run_result r;
+    run("train_mlp", MLP_ARGS " --out mlp_f2 --save mlp_fin --resume mlp_fin", &r);
+    if (r.status != 0) fail_msg("exit status %d:\n%s", r.status, r.out);
+    if (!strstr(r.out, "already finished") || strstr(r.out, "saved the model"))
+        fail_msg("expected the notice that the run is finished and no claim of a save, got:\n%s", r.out);
+}
+
+static char *read_all(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = malloc(1 << 22);
+    *n = fread(buf, 1, 1 << 22, f);
+    fclose(f);
+    return buf;
+}
+
+/* train_mlp saving at every step is killed (SIGKILL) at a random moment, then resumed to the end:
+ * every try must either be refused with a message (killed before its first checkpoint was complete) or end with
+ * the uninterrupted run's model, byte for byte, and its final test result. MNEMO_KILL_TRIES sets the
+ * number of tries (default 12). */
+#define KILL_ARGS "--steps 24 --batch 32 --hidden 16 --log-every 1 --eval-every 100 --save-every 1"
+
+static void killed_saves_resume_exactly_or_are_refused(void **state) {
+    (void)state;
+    need("train_mlp", MN_FASHION_MNIST_DIR);
+    run_ok("train_mlp", KILL_ARGS " --out kill_ref --save kill_ref_ck");
+    char path[PATH_MAX + 64], *ref_final = records("kill_ref", "\"final\"", ", \"mean_epoch_seconds\"");
+    size_t ref_n = 0, got_n = 0;
+    snprintf(path, sizeof path, "%s/kill_ref_ck/model.safetensors", work_dir);
+    char *ref_model = read_all(path, &ref_n);
+    assert_non_null(ref_model);
+    const char *env = getenv("MNEMO_KILL_TRIES");
+    int tries = env ? atoi(env) : 12, resumed = 0, refused = 0;
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    for (int k = 0; k < tries; k++) {
+        char cmd[4 * PATH_MAX], out[64];
+        snprintf(cmd, sizeof cmd, "cd '%s' && rm -rf kill_ck kill_ck.tmp kill_ck.old kill_out && "
+                 "OMP_WAIT_POLICY=passive exec '%s/train_mlp' --threads 1 " KILL_ARGS " --out kill_out --save kill_ck "
+                 "> /dev/null 2>&1", work_dir, examples_dir);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+            _exit(127);
+        }
+        /* from the first save on (the data loading before it is most of a run), 0 to 200 ms later: the
+         * 24 saves take about 150 ms */
+        snprintf(path, sizeof path, "%s/kill_ck.tmp", work_dir);
+        for (int wait = 0; wait < 5000 && !exists(path); wait++) usleep(1000);
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        usleep((useconds_t)((rng >> 33) % 200000));
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        snprintf(out, sizeof out, "kill_res%d", k);
+        char args[1024];
+        snprintf(args, sizeof args, KILL_ARGS " --out %s --save kill_ck --resume kill_ck", out);
+        run_result r;
+        run("train_mlp", args, &r);
+        if (r.status != 0) {
+            if (!strstr(r.out, "cannot resume: kill_ck: no such checkpoint directory"))
+                fail_msg("try %d: the resume failed without a clear refusal:\n%s", k, r.out);
+            refused++;
+            continue;
+        }
+        snprintf(path, sizeof path, "%s/kill_ck/model.safetensors", work_dir);
+        char *model = read_all(path, &got_n);
+        if (!model || got_n != ref_n || memcmp(model, ref_model, ref_n))
+            fail_msg("try %d: the resumed run's model differs from the uninterrupted run's:\n%s", k, r.out);
+        free(model);
+        char *fin = records(out, "\"final\"", ", \"mean_epoch_seconds\"");
+        if (strcmp(fin, ref_final)) fail_msg("try %d: final record\n%sexpected\n%s", k, fin, ref_final);
+        free(fin);
+        resumed++;
+    }
+    print_message("%d tries: %d resumed exactly, %d refused (killed before the first checkpoint)\n", tries, resumed,
+                  refused);
+    assert_true(resumed > 0);
+    free(ref_model);
+    free(ref_final);
 }
 
 int main(void) {
@@ -196,7 +287,9 @@ int main(void) {
         cmocka_unit_test(diverging_run_stops_with_a_message),
         cmocka_unit_test(bert_pretrain_resumed_run_continues_exactly),
         cmocka_unit_test(bert_finetune_resumed_run_continues_exactly),
-        cmocka_unit_test(trainer_state_outside_an_epoch_is_refused),
+        cmocka_unit_test(tampered_checkpoint_is_refused),
+        cmocka_unit_test(resuming_a_finished_run_says_so),
+        cmocka_unit_test(killed_saves_resume_exactly_or_are_refused),
     };
     return cmocka_run_group_tests(tests, make_work_dir, remove_work_dir);
 }

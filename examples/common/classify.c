@@ -228,10 +228,10 @@ int clf_train(const clf_opts *o, const run_opts *r, const clf_model *m, const mn
         metrics_write(&t.log, "{\"final\": true, \"step\": %lld, \"test_loss\": %.6f, \"test_accuracy\": %.6f, "
                       "\"mean_epoch_seconds\": %.3f, \"seconds\": %.3f}", (long long)stop, test_loss, test_acc,
                       res->epoch_seconds, res->total_seconds);
-        if (stop < t.total && r->save_dir)
+        if (t.saved_step == stop && stop < t.total)
             printf("%s: stopped after step %lld of %lld; continue with --resume %s\n", prog, (long long)stop,
                    (long long)t.total, r->save_dir);
-        else if (r->save_dir) printf("%s: saved the model and trainer state to %s\n", prog, r->save_dir);
+        else if (t.saved_step == stop) printf("%s: saved the model and trainer state to %s\n", prog, r->save_dir);
         plot(o, &t);
     }
     trainer_free(&t);

@@ -61,12 +61,26 @@ static bool setup(const run_opts *r, const char *prog) {
     return true;
 }
 
+/* --resume DIR: a complete checkpoint (its manifest matching its files), or DIR.old when a save
+ * stopped between its renames; every later read uses the resolved directory */
+static bool resolve_resume(run_opts *r, const char *prog) {
+    if (!r->resume_dir) return true;
+    mn_err err;
+    if (!mn_ckpt_dir_open(r->resume_dir, r->resume_resolved, sizeof r->resume_resolved, NULL, &err)) {
+        fprintf(stderr, "%s: cannot resume: %s\n", prog, err.msg);
+        return false;
+    }
+    r->resume_dir = r->resume_resolved;
+    return true;
+}
+
 int run_parse_command_line(cli_spec *spec, int cap, run_opts *r, int argc, char **argv) {
     spec->n_opts = add_checkpoint_options(spec->opts, spec->n_opts, cap, r);
     spec->n_opts = add_common_options(spec->opts, spec->n_opts, cap, r);
     int rc = cli_parse(spec, argc, argv, NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : 2;
     if (!setup(r, spec->prog)) return 2;
+    if (!resolve_resume(r, spec->prog)) return 1;
     setvbuf(stdout, NULL, _IOLBF, 0);
     return -1;
 }

@@ -19,7 +19,8 @@ typedef struct {
     long steps, epochs;     /* steps > 0 wins over epochs */
     long batch;
     long seed, threads;
-    const char *save_dir, *resume_dir, *log_path;
+    const char *save_dir, *resume_dir, *log_path; /* resume_dir: checked and resolved (mn_ckpt_dir_open) */
+    char resume_resolved[4096];
     long log_every;         /* steps between progress/metrics lines */
     long save_every;        /* steps between checkpoints to --save; 0: at the end only */
     long stop_at;           /* stop (and save) after this step; 0: run to the end */

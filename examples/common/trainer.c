@@ -7,7 +7,7 @@
 
 void trainer_init(trainer *t, const char *prog, const run_opts *r, int64_t n, bool drop_last, uint64_t data_seed,
                   const char *eval) {
-    *t = (trainer){.prog = prog, .r = r};
+    *t = (trainer){.prog = prog, .r = r, .saved_step = -1};
     mn_batcher_init(&t->bat, n, r->batch, true, drop_last, data_seed);
     t->per_epoch = mn_batcher_batches_per_epoch(&t->bat);
     t->total = run_total_steps(r, t->per_epoch);
@@ -37,6 +37,13 @@ static bool resume(trainer *t, mn_err *err) {
                           (long long)t->per_epoch);
     t->start = st.step;
     mn_batcher_seek(&t->bat, st.epoch, st.batch);
+    if (t->start >= t->stop) {
+        printf("%s: the run in %s already finished: it is at step %lld, and this run ends at step %lld; nothing to "
+               "train or save (a larger --steps or --epochs continues it)\n", t->prog, dir, (long long)t->start,
+               (long long)t->stop);
+        t->stop = t->start;
+        return true;
+    }
     bool at_end = st.batch == t->per_epoch; /* the next batch opens the next epoch */
     printf("%s: resumed from %s after step %lld (next: epoch %lld, batch %lld)\n", t->prog, dir, (long long)t->start,
            (long long)st.epoch + 1 + at_end, at_end ? 1ll : (long long)st.batch + 1);
@@ -96,9 +103,14 @@ bool trainer_checkpoint(trainer *t, int64_t step, double best_metric, trainer_sa
     list_curves(t, curves);
     run_state st = {step, t->bat.epoch, mn_batcher_position(&t->bat), best_metric};
     mn_err err;
-    if (mn_make_dirs(dir, &err) && save_model(model, dir, &err) && run_save_state(dir, &st, t->opt, &err) &&
-        train_args_save(&t->args, dir, &err) && curves_save(dir, 4, curves, &err))
+    mn_ckpt_dir c;
+    if (mn_ckpt_dir_begin(&c, dir, step, &err) && save_model(model, c.staging, &err) &&
+        run_save_state(c.staging, &st, t->opt, &err) && train_args_save(&t->args, c.staging, &err) &&
+        curves_save(c.staging, 4, curves, &err) && mn_ckpt_dir_commit(&c, &err)) {
+        t->saved_step = step;
         return true;
+    }
+    mn_ckpt_dir_abort(&c);
     fprintf(stderr, "%s: saving to %s failed: %s\n", t->prog, dir, err.msg);
     return false;
 }

@@ -24,6 +24,7 @@ typedef struct {
     int64_t total;      /* steps planned (--steps, or --epochs x per_epoch) */
     int64_t start;      /* steps done before this run (0, or the resumed checkpoint's) */
     int64_t stop;       /* the last step of this run (--stop-at, or total) */
+    int64_t saved_step; /* the step of this run's last checkpoint to --save (-1: none written) */
 } trainer;
 
 /* Batches of r->batch over n samples, shuffled from data_seed, and the steps planned. eval names
@@ -33,7 +34,8 @@ void trainer_init(trainer *t, const char *prog, const run_opts *r, int64_t n, bo
                   const char *eval);
 /* After the program has added its options to t->args: the optimizer of --optimizer over params;
  * with --resume the recorded options are checked, the optimizer state, the batch position and
- * the curves restored. Then opens the metrics log (--log, else out_dir/metrics.jsonl; appended to
+ * the curves restored (a resumed run that is already at its last step says so: nothing is
+ * trained or saved). Then opens the metrics log (--log, else out_dir/metrics.jsonl; appended to
  * when resuming) and prints the plan of the run. Returns 0, or the exit status after printing
  * why: 2 for a bad --optimizer, 1 otherwise. */
 int trainer_start(trainer *t, const mn_params *params, const char *out_dir);
@@ -48,8 +50,9 @@ void trainer_update(trainer *t, int64_t step);
 typedef bool (*trainer_save_model)(void *model, const char *dir, mn_err *err);
 /* After step, when a checkpoint is due (--save given, and step the last of the run or a multiple of
  * --save-every): the model (save_model) and the trainer's part into --save: the optimizer state,
- * step and batch position with best_metric (run_save_state), the recorded options and the curves.
- * False after printing why. */
+ * step and batch position with best_metric (run_save_state), the recorded options and the curves,
+ * written as one unit (mn_ckpt_dir: a kill leaves the previous checkpoint or this one). False
+ * after printing why. */
 bool trainer_checkpoint(trainer *t, int64_t step, double best_metric, trainer_save_model save_model,
                         void *model);
 void trainer_free(trainer *t);
