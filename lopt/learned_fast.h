@@ -91,9 +91,11 @@ typedef struct {
                       float *scratch);
     /* Mnemosyne-T: the head on [CAM output, e] -> delta [n], given hid [head_hidden][W] holding the
      * first layer's bias plus its product with the CAM output of each column's meta-token (the same
-     * for the c * group coordinates of one meta-token, so formed once per meta-token); overwritten */
-    void (*t_head_block)(const lf_net *net, int W, int n, const lf_grad_block *gb, float *hid, float *delta,
-                         float *scratch);
+     * for the c * group coordinates of one meta-token, so formed once per meta-token); overwritten.
+     * e: the block's embeddings [d][W] when the encoder kept them (gb's moments then already
+     * advanced), else NULL: features and embeddings are formed here and the moments advanced */
+    void (*t_head_block)(const lf_net *net, int W, int n, const lf_grad_block *gb, const float *e, float *hid,
+                         float *delta, float *scratch);
     /* the step's own elementwise functions, in place over n floats (exposed for their tests) */
     void (*exp_rows)(size_t n, float *x);
     void (*gelu_rows)(size_t n, float *x);
@@ -101,6 +103,9 @@ typedef struct {
 } lf_kernels;
 
 extern const lf_kernels lf_kernels_scalar, lf_kernels_avx2, lf_kernels_avx512;
+/* Mnemosyne-T keeps its encoder's embeddings for the head when they take at most this many bytes
+ * (a variable so that tests take both ways) */
+extern size_t lf_keep_embeddings_max;
 
 /* Sum of n floats kept in LF_VEC lanes (lane l takes elements l, l + LF_VEC, ..), so the loop
  * vectorises (a plain float sum may not be reordered). */

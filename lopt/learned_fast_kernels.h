@@ -819,14 +819,18 @@ static void hpe_layer(const lf_net *net, int level, int W, int k, int c, const i
     add_rows(dW, hs, f2, Y);
 }
 
-static void t_head_block(const lf_net *net, int W, int n, const lf_grad_block *gb, float *hid, float *delta,
-                         float *scratch) {
+static void t_head_block(const lf_net *net, int W, int n, const lf_grad_block *gb, const float *kept, float *hid,
+                         float *delta, float *scratch) {
     const mn_lopt_config *cfg = &net->cfg;
     int d = cfg->dim;
     arena a = arena_over(net, W, scratch);
     float *x = take(&a, net->F), *e = take(&a, d), *out = take(&a, 2);
-    features(net, W, n, gb, x);
-    apply_linear(W, &net->embed, x, e);
+    if (kept) {
+        e = (float *)kept;
+    } else {
+        features(net, W, n, gb, x);
+        apply_linear(W, &net->embed, x, e);
+    }
     mk_args m = {.K = d, .A = net->head.w + d, .ars = (size_t)net->head.in, .aks = 1, .B = e, .bks = (size_t)W,
                  .C = hid, .crs = (size_t)W, .acc = true}; /* hid += (the head's embedding half) e */
     mk_run(&m, cfg->head_hidden, W / NV);

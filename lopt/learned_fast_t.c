@@ -6,7 +6,8 @@
  *      rows per tensor) the mean over each meta-token's group;
  *   C. the CAM over the B meta-tokens with cam.c's own ops (B is at most 64 per tensor), with
  *      recording off;
- *   D. per block of coordinates: features and embeddings again (cheaper than keeping [P, d]), the
+ *   D. per block of coordinates: the embeddings (A's, kept when they take at most 32 MB, else
+ *      formed again: A then only reads the moments and D advances them), the
  *      head on [CAM output of the coordinate's meta-token, embedding] (its first layer's product
  *      with the CAM output formed once per meta-token), the update, and the moments' advance (A
  *      only reads them, so both see the same features). */
@@ -19,6 +20,10 @@
 /* columns of a level-1/level-2 block (whole chunks: at least one) and of a head block */
 #define LF_T_COLS 64
 #define LF_HEAD_COLS 64
+/* the most memory A's embeddings may take to be kept for D (a step of 1M coordinates or fewer at
+ * d = 8): meta-training's tasks; larger models form them again rather than hold d floats per
+ * parameter */
+size_t lf_keep_embeddings_max = (size_t)32 << 20;
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -66,6 +71,7 @@ typedef struct {
     int64_t *group;       /* level-1 tokens per meta-token of tensor i */
     float *tok1, *y2;     /* [chunks1][d]: level-1 tokens, level-2 outputs */
     const float *hcam;    /* [B][head_hidden]: the head's first layer on each meta-token's CAM output, plus its bias */
+    float *emb;           /* [blocks][d][LF_HEAD_COLS]: A's embeddings kept for D (NULL: D forms them again) */
     float *delta;
 } t_job;
 
@@ -92,8 +98,9 @@ static void level1_block(const t_job *job, const blocks *b, int64_t k, float *e,
     int chunks = (int)(job->n1[i] - j0 < b->per ? job->n1[i] - j0 : b->per);
     int64_t start = j0 * c, len = s->lay.numel[i] - start < (int64_t)chunks * c ? s->lay.numel[i] - start
                                                                               : (int64_t)chunks * c;
-    lf_grad_block gb = grad_block(job, i, start, false);
+    lf_grad_block gb = grad_block(job, i, start, job->emb != NULL); /* (kept: D will not form the features) */
     job->kern->embed_block(job->net, W, (int)len, &gb, e, scratch);
+    if (job->emb) memcpy(job->emb + (size_t)k * (size_t)(d * W), e, sizeof(float) * (size_t)(d * W));
     for (int j = 0; j < chunks; j++) real[j] = (int)(len - (int64_t)j * c < c ? len - (int64_t)j * c : c);
     job->kern->hpe_layer(job->net, 0, W, chunks, c, real, e, y, scratch);
     for (int j = 0; j < chunks; j++) {
@@ -152,8 +159,9 @@ static void head_block(const t_job *job, const blocks *b, int64_t k, float *hid,
         }
         col = end;
     }
-    lf_grad_block gb = grad_block(job, i, start, true);
-    job->kern->t_head_block(job->net, W, (int)len, &gb, hid, job->delta + s->lay.offset[i] + start, scratch);
+    lf_grad_block gb = grad_block(job, i, start, job->emb == NULL);
+    const float *e = job->emb ? job->emb + (size_t)k * (size_t)(s->cfg.dim * W) : NULL;
+    job->kern->t_head_block(job->net, W, (int)len, &gb, e, hid, job->delta + s->lay.offset[i] + start, scratch);
 }
 
 typedef enum { PHASE_LEVEL1, PHASE_LEVEL2, PHASE_HEAD } t_phase;
@@ -251,6 +259,11 @@ void lf_mnemosyne_t_step(const lf_net *net, const lf_kernels *kern, mn_lopt_stat
     bool parallel = lay->total >= LF_PARALLEL_MIN;
 
     blocks b1 = blocks_new(n, job.n1, per), b2 = blocks_new(n, n2, per), bh = blocks_new(n, lay->numel, LF_HEAD_COLS);
+    /* A's embeddings are kept for D when its blocks are D's and the copy is small (it saves D the
+     * features and the embedding, a few per cent of the step) */
+    size_t kept = (size_t)b1.first[n] * (size_t)(d * LF_HEAD_COLS);
+    if (per * c == LF_HEAD_COLS && kept * sizeof(float) <= lf_keep_embeddings_max)
+        job.emb = mn_data(mn_empty(MN_SHAPE((int64_t)kept + 1)));
     run_phase(&job, PHASE_LEVEL1, &b1, parallel);
     run_phase(&job, PHASE_LEVEL2, &b2, parallel && chunks1 >= LF_PARALLEL_MIN / c);
     float *meta = xmalloc(sizeof(float) * (size_t)(lay->total_meta * d));

@@ -153,6 +153,10 @@ static void fused_mnemosyne_t_matches_graph_path(void **state) {
     mn_lopt *o = mn_lopt_new_config(&cfg, 7);
     perturb_weights(o, 70, 0.2f);
     expect_match(o, "default config", &mixed_sizes, 0.7f, 5);
+    size_t keep = lf_keep_embeddings_max;
+    lf_keep_embeddings_max = 0; /* the head forms the embeddings again, and advances the moments */
+    expect_match(o, "default config, embeddings formed twice", &mixed_sizes, 0.7f, 5);
+    lf_keep_embeddings_max = keep;
     mn_lopt_free(o);
     /* a tensor with more level-2 chunks than max_meta: 12000 coordinates make 375 level-1 tokens,
      * 12 level-2 chunks > 8, pooled two by two into 6 meta-tokens (with max_meta 64 the same
