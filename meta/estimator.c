@@ -63,6 +63,10 @@ void mn_meta_slot_free(mn_meta_slot *s) {
     free(s->carry);
     mn_lopt_free(s->work[0]);
     mn_lopt_free(s->work[1]);
+    for (int j = 0; s->particle && j < s->n_runs; j++) mn_lopt_free(s->particle[j]);
+    free(s->particle);
+    free(s->particle_loss);
+    free(s->noise_buf);
     free(s);
 }
 

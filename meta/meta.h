@@ -242,6 +242,12 @@ typedef struct {
     int64_t n_carry;
     mn_rng noise;                       /* the perturbations' stream */
     mn_lopt *work[2];                   /* scratch copies of the optimizer the estimator overwrites */
+    /* scratch of estimators that work in parts (pes, es): per run its perturbed optimizer and its
+     * truncation's mean meta-loss and training loss; the pairs' perturbations; the steps of a part */
+    mn_lopt **particle;
+    double *particle_loss;              /* [n_runs][2] */
+    float *noise_buf;                   /* [pairs][n_weights] */
+    int64_t particle_steps;
 } mn_meta_slot;
 
 typedef struct {
@@ -263,6 +269,14 @@ struct mn_meta_estimator {
      * at once on threads). */
     bool (*estimate)(const mn_meta_estimator *e, const mn_lopt *o, mn_meta_slot *s, float *grad,
                      mn_meta_estimate *res);
+    /* Optional (NULL for estimators that are not split): the same truncation in parts, so the trainer
+     * can spread one slot's particles over threads. begin (one thread) prepares slot s and returns
+     * the number of parts; part p (any order, any thread, each once) does one part; finish (one
+     * thread) writes grad and res as estimate would, to the bit. */
+    int (*begin)(const mn_meta_estimator *e, const mn_lopt *o, mn_meta_slot *s);
+    void (*part)(const mn_meta_estimator *e, mn_meta_slot *s, int p);
+    bool (*finish)(const mn_meta_estimator *e, const mn_lopt *o, mn_meta_slot *s, float *grad,
+                   mn_meta_estimate *res);
 };
 /* The built-in estimator of opts->kind (stops with a message on invalid options). */
 mn_meta_estimator mn_meta_estimator_make(const mn_estimator_opts *opts);

@@ -86,7 +86,24 @@ void mn_meta_trainer_iterate(mn_meta_trainer *tr, mn_meta_stats *st) {
     /* Each slot computes alone, on the shared read-only weights and its own copies of them, so the
      * estimates are the same however many threads (or ranks) run them. */
     int threads = tr->opts.task_threads < n_mine ? tr->opts.task_threads : n_mine;
-    if (threads > 1) {
+    const mn_meta_estimator *est = &tr->est;
+    if (tr->opts.task_threads > 1 && est->begin && est->part && est->finish) {
+        /* the slots' particles as one pool of parts: slots of unequal cost (an MLP and a ViT, say)
+         * no longer leave a thread idle at the end */
+        int *first = meta_calloc((size_t)n_mine + 1, sizeof *first, "mn_meta_trainer_iterate");
+        for (int k = 0; k < n_mine; k++) first[k + 1] = first[k] + est->begin(est, tr->o, tr->slots[mine[k]]);
+        int parts = first[n_mine], pool = tr->opts.task_threads < parts ? tr->opts.task_threads : parts;
+#pragma omp parallel for num_threads(pool) schedule(dynamic, 1)
+        for (int q = 0; q < parts; q++) {
+            int k = 0;
+            while (first[k + 1] <= q) k++;
+            omp_set_num_threads(1);
+            est->part(est, tr->slots[mine[k]], q - first[k]);
+        }
+        for (int k = 0; k < n_mine; k++)
+            est->finish(est, tr->o, tr->slots[mine[k]], grads + (int64_t)mine[k] * n, &res[mine[k]]);
+        free(first);
+    } else if (threads > 1) {
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
         for (int k = 0; k < n_mine; k++) {
             int b = mine[k];
