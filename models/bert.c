@@ -246,6 +246,14 @@ mn_bert *mn_bert_from_pretrained(const char *dir, mn_bert_arch arch, const mn_pr
     mn_bert_config cfg;
     if (!mn_bert_config_read(dir, &cfg, err)) return NULL;
     if (opts->num_labels > 0) mn_labels_set(&cfg.labels, opts->num_labels, opts->id2label);
+    /* sizes checked against the checkpoint before anything is allocated (allowed to be new: the
+     * pooler, the MLM transform and the classifier) */
+    double H = (double)cfg.hidden_size, labels = (double)cfg.labels.num_labels;
+    if (!mn_bert_config_check(&cfg, err) ||
+        !mn__config_fits_checkpoint(dir, mn_bert_config_matrix_params(&cfg), 2 * H * H + labels * H, err)) {
+        mn_bert_config_free(&cfg);
+        return NULL;
+    }
     mn_rng rng = mn_rng_new(opts->seed);
     mn_bert *m = mn_bert_new(&cfg, arch, opts->pooler, &rng);
     mn_bert_config_free(&cfg);

@@ -205,6 +205,26 @@ static bool checkpoint_open(checkpoint *c, const char *path, mn_err *err) {
     return mn_err_set(err, "%s: no model.safetensors or model.safetensors.index.json in this directory", path);
 }
 
+bool mn__config_fits_checkpoint(const char *path, double need, double allowance, mn_err *err) {
+    checkpoint c;
+    if (!checkpoint_open(&c, path, err)) return false;
+    double held = 0;
+    for (int i = 0; i < c.n_files; i++)
+        for (int k = 0; k < mn_st_count(c.files[i]); k++) {
+            int ndim;
+            int64_t shape[MN_MAX_DIMS];
+            if (!mn_st_info(c.files[i], mn_st_name(c.files[i], k), NULL, &ndim, shape)) continue;
+            double n = 1;
+            for (int d = 0; d < ndim; d++) n *= (double)shape[d];
+            held += n;
+        }
+    checkpoint_close(&c);
+    if (need <= held + allowance) return true;
+    return mn_err_set(err, "%s: config.json describes a model whose weight matrices alone hold %.0f numbers, but the "
+                           "checkpoint holds %.0f in all: the config does not belong to this checkpoint", path, need,
+                      held);
+}
+
 /* ---- loading ------------------------------------------------------------------------------------------- */
 
 /* One tensor of the checkpoint, under its own name and under the model's naming. */

@@ -128,9 +128,34 @@ void mn_bert_config_free(mn_bert_config *c) { mn_labels_free(&c->labels); }
 
 /* ---- value checks ---------------------------------------------------------------------------------- */
 
-static bool check_positive(const char *key, int64_t v, mn_err *err) {
-    if (v >= 1) return true;
-    return mn_err_set(err, "key \"%s\": must be at least 1, found %lld", key, (long long)v);
+/* at least 1 and at most hi */
+static bool check_size(const char *key, int64_t v, int64_t hi, mn_err *err) {
+    if (v >= 1 && v <= hi) return true;
+    return mn_err_set(err, "key \"%s\": must be between 1 and %lld, found %lld", key, (long long)hi, (long long)v);
+}
+
+static bool check_total(double params, mn_err *err) {
+    if (params <= MN_MODEL_MAX_PARAMS) return true;
+    return mn_err_set(err, "the model's weight matrices would hold %.4g numbers, more than the %.4g a model may have",
+                      params, MN_MODEL_MAX_PARAMS);
+}
+
+double mn_vit_config_matrix_params(const mn_vit_config *c) {
+    double H = (double)c->hidden_size, I = (double)c->intermediate_size, P = (double)c->patch_size;
+    double n = (double)(c->image_size / c->patch_size);
+    return (double)c->num_channels * P * P * H + (n * n + 1) * H + (double)c->num_hidden_layers * (4 * H * H + 2 * H * I);
+}
+
+double mn_bert_config_matrix_params(const mn_bert_config *c) {
+    double H = (double)c->hidden_size, I = (double)c->intermediate_size;
+    return ((double)c->vocab_size + (double)c->max_position_embeddings + (double)c->type_vocab_size) * H +
+           (double)c->num_hidden_layers * (4 * H * H + 2 * H * I);
+}
+
+double mn_mlp_config_matrix_params(const mn_mlp_config *c) {
+    double n = 0;
+    for (int i = 0; i < c->n_layers; i++) n += (double)c->sizes[i] * (double)c->sizes[i + 1];
+    return n;
 }
 
 static bool check_prob(const char *key, double v, mn_err *err) {
@@ -145,13 +170,14 @@ static bool check_heads(int64_t hidden, int64_t heads, mn_err *err) {
 }
 
 bool mn_vit_config_check(const mn_vit_config *c, mn_err *err) {
-    if (!check_positive("hidden_size", c->hidden_size, err) ||
-        !check_positive("num_hidden_layers", c->num_hidden_layers, err) ||
-        !check_positive("num_attention_heads", c->num_attention_heads, err) ||
-        !check_positive("intermediate_size", c->intermediate_size, err) ||
-        !check_positive("image_size", c->image_size, err) || !check_positive("patch_size", c->patch_size, err) ||
-        !check_positive("num_channels", c->num_channels, err) ||
-        !check_positive("num_labels", c->labels.num_labels, err) ||
+    if (!check_size("hidden_size", c->hidden_size, 1 << 18, err) ||
+        !check_size("num_hidden_layers", c->num_hidden_layers, 1024, err) ||
+        !check_size("num_attention_heads", c->num_attention_heads, c->hidden_size, err) ||
+        !check_size("intermediate_size", c->intermediate_size, 1 << 18, err) ||
+        !check_size("image_size", c->image_size, 1 << 15, err) ||
+        !check_size("patch_size", c->patch_size, c->image_size, err) ||
+        !check_size("num_channels", c->num_channels, 1024, err) ||
+        !check_size("num_labels", c->labels.num_labels, 1 << 20, err) ||
         !check_heads(c->hidden_size, c->num_attention_heads, err) ||
         !check_prob("hidden_dropout_prob", c->hidden_dropout_prob, err) ||
         !check_prob("attention_probs_dropout_prob", c->attention_probs_dropout_prob, err))
@@ -163,17 +189,18 @@ bool mn_vit_config_check(const mn_vit_config *c, mn_err *err) {
         return mn_err_set(err, "key \"layer_norm_eps\": must be >= 0, found %g", c->layer_norm_eps);
     if (!(c->initializer_range > 0))
         return mn_err_set(err, "key \"initializer_range\": must be > 0, found %g", c->initializer_range);
-    return true;
+    return check_total(mn_vit_config_matrix_params(c) + (double)c->labels.num_labels * (double)c->hidden_size, err);
 }
 
 bool mn_bert_config_check(const mn_bert_config *c, mn_err *err) {
-    if (!check_positive("vocab_size", c->vocab_size, err) || !check_positive("hidden_size", c->hidden_size, err) ||
-        !check_positive("num_hidden_layers", c->num_hidden_layers, err) ||
-        !check_positive("num_attention_heads", c->num_attention_heads, err) ||
-        !check_positive("intermediate_size", c->intermediate_size, err) ||
-        !check_positive("max_position_embeddings", c->max_position_embeddings, err) ||
-        !check_positive("type_vocab_size", c->type_vocab_size, err) ||
-        !check_positive("num_labels", c->labels.num_labels, err) ||
+    if (!check_size("vocab_size", c->vocab_size, 1 << 23, err) ||
+        !check_size("hidden_size", c->hidden_size, 1 << 18, err) ||
+        !check_size("num_hidden_layers", c->num_hidden_layers, 1024, err) ||
+        !check_size("num_attention_heads", c->num_attention_heads, c->hidden_size, err) ||
+        !check_size("intermediate_size", c->intermediate_size, 1 << 18, err) ||
+        !check_size("max_position_embeddings", c->max_position_embeddings, 1 << 20, err) ||
+        !check_size("type_vocab_size", c->type_vocab_size, 1 << 16, err) ||
+        !check_size("num_labels", c->labels.num_labels, 1 << 20, err) ||
         !check_heads(c->hidden_size, c->num_attention_heads, err) ||
         !check_prob("hidden_dropout_prob", c->hidden_dropout_prob, err) ||
         !check_prob("attention_probs_dropout_prob", c->attention_probs_dropout_prob, err))
@@ -186,16 +213,17 @@ bool mn_bert_config_check(const mn_bert_config *c, mn_err *err) {
         return mn_err_set(err, "key \"layer_norm_eps\": must be >= 0, found %g", c->layer_norm_eps);
     if (!(c->initializer_range > 0))
         return mn_err_set(err, "key \"initializer_range\": must be > 0, found %g", c->initializer_range);
-    return true;
+    return check_total(mn_bert_config_matrix_params(c) + (double)c->labels.num_labels * (double)c->hidden_size, err);
 }
 
 bool mn_mlp_config_check(const mn_mlp_config *c, mn_err *err) {
     if (c->n_layers < 1 || c->n_layers > MN_MLP_MAX_LAYERS)
         return mn_err_set(err, "key \"sizes\": need 2 to %d sizes, found %d", MN_MLP_MAX_LAYERS + 1, c->n_layers + 1);
     for (int i = 0; i <= c->n_layers; i++)
-        if (c->sizes[i] < 1)
-            return mn_err_set(err, "key \"sizes\": entry %d must be at least 1, found %lld", i, (long long)c->sizes[i]);
-    return true;
+        if (c->sizes[i] < 1 || c->sizes[i] > (1 << 24))
+            return mn_err_set(err, "key \"sizes\": entry %d must be between 1 and %d, found %lld", i, 1 << 24,
+                              (long long)c->sizes[i]);
+    return check_total(mn_mlp_config_matrix_params(c), err);
 }
 
 /* ---- JSON reading ------------------------------------------------------------------------------------ */

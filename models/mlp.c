@@ -32,7 +32,9 @@ bool mn_mlp_model_load(mn_mlp_model *m, const char *path, mn_load_report *report
 mn_mlp_model *mn_mlp_model_from_pretrained(const char *dir, uint64_t seed, mn_load_report *report, mn_err *err) {
     if (report) *report = (mn_load_report){0};
     mn_mlp_config cfg;
-    if (!mn_mlp_config_read(dir, &cfg, err)) return NULL;
+    if (!mn_mlp_config_read(dir, &cfg, err) ||
+        !mn__config_fits_checkpoint(dir, mn_mlp_config_matrix_params(&cfg), 0, err)) /* before allocating */
+        return NULL;
     mn_rng rng = mn_rng_new(seed);
     mn_mlp_model *m = mn_mlp_model_new(&cfg, &rng);
     if (!mn_mlp_model_load(m, dir, report, err)) {

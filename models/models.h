@@ -77,6 +77,20 @@ typedef struct {
 #define MN_BERT_CONFIG_NAMES "bert-tiny, bert-mini, bert-base"
 #define MN_MLP_CONFIG_NAMES "mlp"
 
+/* Every size a config may give is bounded before anything is allocated (the checks below):
+ * hidden_size, intermediate_size <= 2^18; num_hidden_layers <= 1024; vocab_size <= 2^23;
+ * max_position_embeddings <= 2^20; type_vocab_size <= 2^16; num_labels <= 2^20; image_size <=
+ * 2^15; num_channels <= 1024; MLP widths <= 2^24; and the model's weight matrices together at most
+ * MN_MODEL_MAX_PARAMS numbers (8 GB of float32). mn_*_from_pretrained also refuses a config whose
+ * matrices hold more numbers than the checkpoint beside it, plus what a load may initialise itself
+ * (a pooler, a classification or MLM head), naming both counts. */
+#define MN_MODEL_MAX_PARAMS ((double)(1ll << 31))
+/* Lower bounds on the parameter count of a config's model: its weight matrices and embedding
+ * tables, without biases, norms, pooler or heads */
+double mn_vit_config_matrix_params(const mn_vit_config *c);
+double mn_bert_config_matrix_params(const mn_bert_config *c);
+double mn_mlp_config_matrix_params(const mn_mlp_config *c);
+
 void mn_vit_config_default(mn_vit_config *c);
 bool mn_vit_config_named(const char *name, mn_vit_config *c); /* false if unknown */
 bool mn_vit_config_check(const mn_vit_config *c, mn_err *err); /* sizes positive, divisible, ... */

@@ -22,6 +22,11 @@ bool mn__save_model_dir(const mn_params *params, const char *dir,
                         bool (*write_config)(const void *cfg, const char *path, mn_err *err), const void *cfg,
                         mn_err *err);
 
+/* False + err (naming both counts) when a config's model needs more numbers (need: its weight
+ * matrices, a lower bound) than the checkpoint at path holds plus allowance (what a load may
+ * initialise itself), or when there is no checkpoint there; reads only the headers. */
+bool mn__config_fits_checkpoint(const char *path, double need, double allowance, mn_err *err);
+
 /* N(0, std) leaf that requires grad, caller-owned (as nn's layer parameters). */
 mn_tensor *mn__model_param_normal(mn_rng *rng, int ndim, const int64_t *shape, float std);
 mn_tensor *mn__model_param_zeros(int ndim, const int64_t *shape);

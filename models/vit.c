@@ -177,6 +177,14 @@ mn_vit *mn_vit_from_pretrained(const char *dir, mn_vit_arch arch, const mn_pretr
     mn_vit_config cfg;
     if (!mn_vit_config_read(dir, &cfg, err)) return NULL;
     if (opts->num_labels > 0) mn_labels_set(&cfg.labels, opts->num_labels, opts->id2label);
+    /* sizes checked against the checkpoint before anything is allocated (allowed to be new: the
+     * pooler and the classifier) */
+    double H = (double)cfg.hidden_size, labels = (double)cfg.labels.num_labels;
+    if (!mn_vit_config_check(&cfg, err) ||
+        !mn__config_fits_checkpoint(dir, mn_vit_config_matrix_params(&cfg), H * H + labels * H, err)) {
+        mn_vit_config_free(&cfg);
+        return NULL;
+    }
     mn_rng rng = mn_rng_new(opts->seed);
     mn_vit *m = mn_vit_new(&cfg, arch, opts->pooler, &rng);
     mn_vit_config_free(&cfg);
