@@ -1,7 +1,8 @@
 /* vit_predict: classifies images with a Hugging Face ViT directory.
  *
  * Loads ViTForImageClassification from --model DIR (config.json with id2label,
- * model.safetensors) and its preprocessor_config.json (resize to the model's size,
+ * model.safetensors; a checkpoint that lacks a weight of the model, or holds one of another
+ * shape, is refused) and its preprocessor_config.json (resize to the model's size,
  * rescale 1/255, normalise per channel), then prints for every image the top K labels with
  * their probabilities, or with --logits exactly one line "logits: v1 v2 ..." per image
  * (the raw logits, 9 significant digits) in the order the images were given. An image
@@ -78,9 +79,16 @@ int main(int argc, char **argv) {
         return 1;
     }
     char *summary = mn_load_report_summary(&rep);
+    bool incomplete = rep.n_missing || rep.n_mismatched;
     if (summary && *summary) fprintf(stderr, "%s: loading %s:\n%s\n", prog, model_dir, summary);
     free(summary);
     mn_load_report_free(&rep);
+    if (incomplete) { /* predictions from freshly initialised weights would mean nothing */
+        fprintf(stderr, "%s: %s does not hold every weight of the model its config.json describes (listed above)\n",
+                prog, model_dir);
+        mn_vit_free(m);
+        return 1;
+    }
 
     int S = (int)m->cfg.image_size, C = (int)m->cfg.num_channels;
     img_preproc pre;

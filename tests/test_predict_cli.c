@@ -189,12 +189,83 @@ static void bad_model_directory_is_a_clean_error(void **state) {
     assert_null(strstr(r.out, "logits"));
 }
 
+/* A model directory made from the golden one: config.json with one more label when extra_label,
+ * model.safetensors without the first tensor of layer 0 when drop_tensor. */
+static void edited_model(const char *dir, bool extra_label, bool drop_tensor) {
+    char from[PATH_MAX + 64], to[PATH_MAX + 64];
+    mn_err err;
+    assert_true(mn_make_dirs(dir, &err));
+    const char *files[] = {"config.json", "preprocessor_config.json", "model.safetensors"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(from, sizeof from, "%s/%s", golden_dir, files[i]), snprintf(to, sizeof to, "%s/%s", dir, files[i]);
+        size_t n;
+        char *data = mn_read_file(from, &n, 0, &err);
+        assert_non_null(data);
+        if (i == 0 && extra_label) {
+            char *at = strstr(data, "\"2\": \"bird\"");
+            assert_non_null(at);
+            char edited[1 << 16];
+            snprintf(edited, sizeof edited, "%.*s\"2\": \"bird\", \"3\": \"fish\"%s", (int)(at - data), data,
+                     at + strlen("\"2\": \"bird\""));
+            free(data);
+            data = strdup(edited), n = strlen(edited);
+        }
+        assert_true(mn_write_file_atomic(to, data, n, &err));
+        free(data);
+    }
+    if (!drop_tensor) return;
+    mn_st_file *f = mn_st_open(to, &err);
+    assert_non_null(f);
+    int n = mn_st_count(f), k = 0;
+    mn_st_entry *entries = calloc((size_t)n, sizeof *entries);
+    bool dropped = false;
+    mn_scope sc = mn_scope_begin();
+    for (int i = 0; i < n; i++) {
+        const char *name = mn_st_name(f, i);
+        if (!dropped && strstr(name, "layer.0.")) {
+            dropped = true;
+            continue;
+        }
+        entries[k].name = name;
+        entries[k++].tensor = mn_st_read(f, name, &err);
+    }
+    assert_true(dropped);
+    snprintf(to, sizeof to, "%s/model.safetensors", dir);
+    assert_true(mn_st_write(to, k, entries, 0, NULL, &err));
+    mn_scope_end(sc);
+    free(entries);
+    mn_st_close(f);
+}
+
+/* Predictions from randomly initialised weights would mean nothing: a checkpoint lacking a weight,
+ * or whose classifier has other rows than id2label names, is refused. */
+static void incomplete_checkpoint_is_refused(void **state) {
+    (void)state;
+    if (!have_binary()) skip();
+    char dir[] = "/tmp/test_predict_cli_model_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    for (int c = 0; c < 2; c++) {
+        char model[PATH_MAX];
+        snprintf(model, sizeof model, "%s/%s", dir, c ? "labels" : "dropped");
+        edited_model(model, c == 1, c == 0);
+        char args[3 * PATH_MAX];
+        snprintf(args, sizeof args, "--model '%s' '%s/image0.png'", model, golden_dir);
+        run_result r;
+        run_predict(args, &r);
+        if (r.status != 1 || !strstr(r.err, "does not hold every weight"))
+            fail_msg("%s: expected a refusal, got status %d:\n%s%s", model, r.status, r.out, r.err);
+        assert_null(strstr(r.out, "logits"));
+    }
+    tu_remove_tree(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(logits_match_pytorch),
         cmocka_unit_test(top_labels_are_softmax_of_the_logits),
         cmocka_unit_test(unreadable_image_is_named_and_others_still_run),
         cmocka_unit_test(bad_model_directory_is_a_clean_error),
+        cmocka_unit_test(incomplete_checkpoint_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
