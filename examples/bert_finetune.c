@@ -42,6 +42,7 @@ enum { STREAM_INIT = 1, STREAM_DROPOUT, STREAM_SPLIT };
 typedef struct {
     const char *model, *vocab, *config, *fortunes, *categories, *tsv, *test_tsv, *out;
     bool from_scratch;
+    bool allow_nonfinite;
     long max_len, eval_every;
     double test_fraction, dropout;
 } options;
@@ -109,7 +110,8 @@ static mn_bert *make_model(const options *o, const run_opts *r, const mn_text_da
     mn_bert_config cfg;
     if (r->resume_dir || !o->from_scratch) {
         mn_pretrained_opts po = {.num_labels = d->n_classes, .id2label = (const char *const *)d->class_names,
-                                 .seed = train_stream(r->seed, STREAM_INIT, 0).seed};
+                                 .seed = train_stream(r->seed, STREAM_INIT, 0).seed,
+                                 .allow_nonfinite = o->allow_nonfinite};
         mn_load_report rep;
         m = mn_bert_from_pretrained(dir, MN_BERT_FOR_SEQUENCE_CLASSIFICATION, &po, &rep, err);
         if (m) bert_print_load_report(&rep, prog);
@@ -290,6 +292,7 @@ int main(int argc, char **argv) {
     cli_opt opts[48] = {
         {"--model", CLI_STRING, &o.model, "Hugging Face BERT directory (config.json, model.safetensors, vocab.txt)"},
         {"--from-scratch", CLI_FLAG, &o.from_scratch, "random initialisation (config and vocabulary of --model)"},
+        {"--allow-nonfinite", CLI_FLAG, &o.allow_nonfinite, "load a checkpoint holding NaN or infinite weights (warned) instead of refusing it"},
         {"--vocab", CLI_STRING, &o.vocab, "vocab.txt for --from-scratch without --model"},
         {"--config", CLI_STRING, &o.config, "configuration for --from-scratch without --model: " MN_BERT_CONFIG_NAMES},
         {"--fortunes", CLI_STRING, &o.fortunes, "directory of fortune files"},
@@ -302,7 +305,7 @@ int main(int argc, char **argv) {
         {"--out", CLI_STRING, &o.out, "output directory: metrics.jsonl (unless --log), loss.svg, accuracy.svg"},
         {"--eval-every", CLI_INT, &o.eval_every, "steps between test evaluations (0: every epoch)", 0, 1e9},
     };
-    cli_spec spec = {prog, "--model DIR | --from-scratch [options]", about, opts, 13};
+    cli_spec spec = {prog, "--model DIR | --from-scratch [options]", about, opts, cli_count(opts, 48)};
     int rc = run_parse_command_line(&spec, 48, &r, argc, argv);
     if (rc >= 0) return rc;
     if (!o.model && !r.resume_dir && !(o.from_scratch && o.vocab)) {

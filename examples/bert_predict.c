@@ -100,7 +100,7 @@ static void predict(const mn_bert *m, const text_tokenizer *tok, const char *tex
 
 int main(int argc, char **argv) {
     const char *model_dir = NULL;
-    bool show_logits = false;
+    bool show_logits = false, allow_nonfinite = false;
     long threads = 0, max_len = 0;
     cli_opt opts[] = {
         {"--model", CLI_STRING, &model_dir, "Hugging Face BERT directory: config.json, model.safetensors, vocab.txt "
@@ -108,6 +108,7 @@ int main(int argc, char **argv) {
         {"--logits", CLI_FLAG, &show_logits, "also print the raw logits (\"logits: v1 v2 ...\")"},
         {"--max-len", CLI_INT, &max_len, "cut texts to this many tokens (0: the model's maximum)", 0, 1 << 20},
         {"--threads", CLI_INT, &threads, "OpenMP threads (0: all cores)", 0, 1024},
+        {"--allow-nonfinite", CLI_FLAG, &allow_nonfinite, "load a checkpoint holding NaN or infinite weights (warned) instead of refusing it"},
     };
     cli_spec spec = {prog, "--model DIR [--logits] TEXT... (or - to read one text per line from stdin)",
                      "Classifies texts with a BertForSequenceClassification directory (label and probability),\n"
@@ -149,10 +150,11 @@ int main(int argc, char **argv) {
         return 1;
     }
     mn_load_report rep;
-    mn_bert *m = mn_bert_from_pretrained(model_dir, arch, NULL, &rep, &err);
+    mn_pretrained_opts po = {.allow_nonfinite = allow_nonfinite};
+    mn_bert *m = mn_bert_from_pretrained(model_dir, arch, &po, &rep, &err);
+    if (m && (rep.n_missing || rep.n_mismatched || rep.n_notes)) bert_print_load_report(&rep, prog);
     if (m && (rep.n_missing || rep.n_mismatched)) {
         /* predictions from freshly initialised weights would mean nothing */
-        bert_print_load_report(&rep, prog);
         mn_err_set(&err, "%s: the checkpoint lacks weights of %s (listed above)", model_dir, mn_bert_arch_name(arch));
         mn_bert_free(m);
         m = NULL;

@@ -305,7 +305,7 @@ int main(int argc, char **argv) {
         {"--eval-max", CLI_INT, &o.eval_max, "at most this many held-out texts are evaluated", 1, 1e9},
         {"--eval-every", CLI_INT, &o.eval_every, "steps between held-out evaluations", 1, 1e9},
     };
-    cli_spec spec = {prog, "[options]", about, opts, 17};
+    cli_spec spec = {prog, "[options]", about, opts, cli_count(opts, 48)};
     int rc = run_parse_command_line(&spec, 48, &r, argc, argv);
     if (rc >= 0) return rc;
     bert_session s = {0};

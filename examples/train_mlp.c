@@ -73,7 +73,7 @@ int main(int argc, char **argv) {
         {"--act", CLI_STRING, &act, "activation between layers: relu, gelu, tanh, sigmoid"},
         {"--data", CLI_STRING, &data_dir, "Fashion-MNIST directory (default " MN_FASHION_MNIST_DIR ")"},
     };
-    cli_spec spec = {prog, "[options]", about, opts, clf_add_options(opts, 3, 40, &co)};
+    cli_spec spec = {prog, "[options]", about, opts, clf_add_options(opts, cli_count(opts, 40), 40, &co)};
     int rc = run_parse_command_line(&spec, 40, &r, argc, argv);
     if (rc >= 0) return rc;
     mn_err err;

@@ -42,6 +42,7 @@ static const char *about =
 typedef struct {
     const char *model, *images, *idx_images, *idx_labels, *class_list;
     bool from_scratch;
+    bool allow_nonfinite;
     long per_class, num_labels;
     double test_fraction, dropout;
 } options;
@@ -115,11 +116,13 @@ static void reset_head(mn_vit *m, long seed) {
 /* The classifier to train: resumed, fine-tuned from --model, or from scratch. */
 static mn_vit *make_model(const options *o, const run_opts *r, int64_t n_labels, char *const *names, mn_err *err) {
     mn_pretrained_opts po = {.num_labels = n_labels, .id2label = (const char *const *)names,
-                             .seed = train_stream(r->seed, CLF_STREAM_INIT, 0).seed};
+                             .seed = train_stream(r->seed, CLF_STREAM_INIT, 0).seed,
+                             .allow_nonfinite = o->allow_nonfinite};
+    mn_pretrained_opts resume = {.allow_nonfinite = o->allow_nonfinite};
     mn_load_report rep = {0};
     mn_vit *m = NULL;
     if (r->resume_dir) {
-        m = mn_vit_from_pretrained(r->resume_dir, MN_VIT_FOR_IMAGE_CLASSIFICATION, NULL, &rep, err);
+        m = mn_vit_from_pretrained(r->resume_dir, MN_VIT_FOR_IMAGE_CLASSIFICATION, &resume, &rep, err);
         if (m) clf_print_load_report(&rep, prog, r->resume_dir);
         if (m && !same_labels(&m->cfg.labels, n_labels, names)) {
             mn_err_set(err, "%s: its labels are not the data's classes; resume with the same data options",
@@ -186,6 +189,7 @@ int main(int argc, char **argv) {
         {"--model", CLI_STRING, &o.model, "Hugging Face ViT directory (config.json, model.safetensors, "
                                           "preprocessor_config.json)"},
         {"--from-scratch", CLI_FLAG, &o.from_scratch, "train --model's architecture from random weights instead"},
+        {"--allow-nonfinite", CLI_FLAG, &o.allow_nonfinite, "load a checkpoint holding NaN or infinite weights (warned) instead of refusing it"},
         {"--classes", CLI_STRING, &o.class_list, "Fashion-MNIST classes (default data), e.g. 5-9 or 5,7,9"},
         {"--images", CLI_STRING, &o.images, "image folder ROOT/CLASS/*.png|jpg instead of Fashion-MNIST"},
         {"--idx-images", CLI_STRING, &o.idx_images, "IDX image file (with --idx-labels) instead of Fashion-MNIST"},
@@ -199,7 +203,7 @@ int main(int argc, char **argv) {
         {"--backbone-lr-scale", CLI_FLOAT, &co.lr_scale, "learning rate of the pre-trained layers (vit.*) relative to "
                                                           "the new head's (not with --from-scratch)", 0, 100},
     };
-    int n_opts = clf_add_options(opts, 11, 48, &co);
+    int n_opts = clf_add_options(opts, cli_count(opts, 48), 48, &co);
     cli_spec spec = {prog, "--model DIR [--from-scratch] [options]", about, opts, n_opts};
     int rc = run_parse_command_line(&spec, 48, &r, argc, argv);
     if (rc >= 0) return rc;

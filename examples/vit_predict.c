@@ -42,12 +42,13 @@ static bool has_classifier(const mn_load_report *rep) {
 int main(int argc, char **argv) {
     const char *model_dir = NULL;
     long top = 5, threads = 0;
-    bool logits_only = false;
+    bool logits_only = false, allow_nonfinite = false;
     cli_opt opts[] = {
         {"--model", CLI_STRING, &model_dir, "Hugging Face ViTForImageClassification directory"},
         {"--top", CLI_INT, &top, "labels to print per image", 1, 1e6},
         {"--logits", CLI_FLAG, &logits_only, "print one line \"logits: v1 v2 ...\" per image instead"},
         {"--threads", CLI_INT, &threads, "OpenMP threads (0: all cores)", 0, 1024},
+        {"--allow-nonfinite", CLI_FLAG, &allow_nonfinite, "load a checkpoint holding NaN or infinite weights (warned) instead of refusing it"},
     };
     cli_spec spec = {prog, "--model DIR [--top K] [--logits] IMAGE...",
                      "Classifies PNG, JPEG or BMP images with a ViT classifier saved in Hugging Face's layout,\n"
@@ -66,7 +67,8 @@ int main(int argc, char **argv) {
 
     mn_err err;
     mn_load_report rep;
-    mn_vit *m = mn_vit_from_pretrained(model_dir, MN_VIT_FOR_IMAGE_CLASSIFICATION, NULL, &rep, &err);
+    mn_pretrained_opts po = {.allow_nonfinite = allow_nonfinite};
+    mn_vit *m = mn_vit_from_pretrained(model_dir, MN_VIT_FOR_IMAGE_CLASSIFICATION, &po, &rep, &err);
     if (!m) {
         fprintf(stderr, "%s: %s\n", prog, err.msg);
         return 1;

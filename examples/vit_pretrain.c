@@ -57,7 +57,7 @@ int main(int argc, char **argv) {
         {"--classes", CLI_STRING, &class_list, "Fashion-MNIST classes to pre-train on, e.g. 0-4 or 0,2,4"},
         {"--per-class", CLI_INT, &per_class, "training images per class (0: all 6000)", 0, 1e9},
     };
-    cli_spec spec = {prog, "[options]", about, opts, clf_add_options(opts, 9, 48, &co)};
+    cli_spec spec = {prog, "[options]", about, opts, clf_add_options(opts, cli_count(opts, 48), 48, &co)};
     int rc = run_parse_command_line(&spec, 48, &r, argc, argv);
     if (rc >= 0) return rc;
     mn_err err;

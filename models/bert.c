@@ -257,7 +257,9 @@ mn_bert *mn_bert_from_pretrained(const char *dir, mn_bert_arch arch, const mn_pr
     mn_rng rng = mn_rng_new(opts->seed);
     mn_bert *m = mn_bert_new(&cfg, arch, opts->pooler, &rng);
     mn_bert_config_free(&cfg);
-    if (!mn_bert_load(m, dir, report, err)) {
+    mn_load_spec spec = mn_bert_load_spec(m);
+    spec.allow_nonfinite = opts->allow_nonfinite;
+    if (!mn_params_load(&m->params, dir, &spec, report, err)) {
         mn_bert_free(m);
         return NULL;
     }

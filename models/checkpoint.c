@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -345,6 +346,25 @@ static bool check_entry(const ck_entry *e, const mn_param *p, const mn_load_spec
     return true;
 }
 
+/* A NaN or infinity in a checkpoint means a damaged file or a diverged run: predictions would be NaN.
+ * Refused, or with allow a note in the report (the caller prints it as a warning). */
+static bool check_finite(mn_tensor *t, const ck_entry *e, bool allow, mn_load_report *rep, mn_err *err) {
+    if (t->dtype != MN_F32) return true;
+    const float *x = mn_data(t);
+    int64_t n = mn_numel(t), bad = 0, first = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]) && bad++ == 0) first = i;
+    if (bad == 0) return true;
+    if (!allow)
+        return mn_err_set(err, "%s: tensor \"%s\" holds %g at element %lld (%lld of %lld values are not finite): the "
+                               "checkpoint is damaged or comes from a run that diverged (--allow-nonfinite loads it "
+                               "anyway)", mn_st_path(e->file), e->name, (double)x[first], (long long)first,
+                          (long long)bad, (long long)n);
+    list_add(&rep->notes, &rep->n_notes, "tensor %s holds %lld values that are not finite (NaN or infinity), loaded as "
+             "asked", e->name, (long long)bad);
+    return true;
+}
+
 bool mn_params_load(const mn_params *params, const char *path, const mn_load_spec *spec, mn_load_report *report,
                     mn_err *err) {
     static const mn_load_spec plain = {"the model", NULL, false, NULL, NULL};
@@ -407,7 +427,7 @@ bool mn_params_load(const mn_params *params, const char *path, const mn_load_spe
         ok = check_entry(match[i], p, spec, rep, &skip, err);
         if (ok && !skip) {
             loaded[i] = mn_st_read(match[i]->file, match[i]->name, err);
-            ok = loaded[i] != NULL;
+            ok = loaded[i] != NULL && check_finite(loaded[i], match[i], spec->allow_nonfinite, rep, err);
         }
     }
     if (ok) {

@@ -144,6 +144,7 @@ typedef struct {
     /* {checkpoint name, model name} pairs, NULL-terminated: the checkpoint name is an alias of the
      * model parameter (tied), used only when the parameter itself is absent, else ignored */
     const char *const (*aliases)[2];
+    bool allow_nonfinite; /* else a NaN or infinity in a checkpoint tensor is an error naming it */
 } mn_load_spec;
 
 /* Loads params from path: a .safetensors file, or a directory holding model.safetensors or
@@ -164,6 +165,7 @@ typedef struct {
     const char *const *id2label;    /* with num_labels: their names (NULL: "LABEL_i") */
     bool pooler;                    /* bare ViTModel / BertModel: add the pooler */
     uint64_t seed;                  /* initialises what the checkpoint does not provide */
+    bool allow_nonfinite;           /* load NaN and infinite weights instead of refusing them */
 } mn_pretrained_opts;
 
 /* ---- MLP ---------------------------------------------------------------------------------------- */

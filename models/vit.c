@@ -188,7 +188,9 @@ mn_vit *mn_vit_from_pretrained(const char *dir, mn_vit_arch arch, const mn_pretr
     mn_rng rng = mn_rng_new(opts->seed);
     mn_vit *m = mn_vit_new(&cfg, arch, opts->pooler, &rng);
     mn_vit_config_free(&cfg);
-    if (!mn_vit_load(m, dir, report, err)) {
+    mn_load_spec spec = mn_vit_load_spec(m);
+    spec.allow_nonfinite = opts->allow_nonfinite;
+    if (!mn_params_load(&m->params, dir, &spec, report, err)) {
         mn_vit_free(m);
         return NULL;
     }

@@ -5,6 +5,7 @@
  * and bad files that must never crash nor change the model. */
 #include "model_fixtures.h"
 
+#include <math.h>
 #include <unistd.h>
 
 /* ---- config.json ---------------------------------------------------------------------------------------- */
@@ -529,6 +530,47 @@ static void bad_checkpoints_give_errors_and_leave_the_model_untouched(void **sta
     mn_scope_end(sc);
 }
 
+/* A NaN or infinity in a saved weight is refused, naming the tensor and the element, unless allowed;
+ * then it loads and the report says so. */
+static void non_finite_weights_are_refused_unless_allowed(void **state) {
+    (void)state;
+    mn_scope sc = mn_scope_begin();
+    char *dir = make_tmpdir();
+    mn_err err;
+    mn_load_report rep;
+    mn_rng rng = mn_rng_new(31);
+    mn_vit_config vc;
+    tiny_vit_config(&vc);
+    mn_labels_set(&vc.labels, 3, NULL);
+    mn_vit *m = mn_vit_new(&vc, MN_VIT_FOR_IMAGE_CLASSIFICATION, false, &rng);
+    mn_vit_config_free(&vc);
+    float *w = mn_data(m->layers[0].fc1.weight);
+    w[5] = NAN, w[9] = INFINITY;
+    assert_true(mn_vit_save(m, dir, &err));
+
+    assert_null(mn_vit_from_pretrained(dir, MN_VIT_FOR_IMAGE_CLASSIFICATION, NULL, &rep, &err));
+    const char *words[] = {"model.safetensors", "vit.encoder.layer.0.intermediate.dense.weight", "element 5",
+                           "2 of", "--allow-nonfinite"};
+    for (int i = 0; i < 5; i++)
+        if (!strstr(err.msg, words[i])) fail_msg("error \"%s\" lacks %s", err.msg, words[i]);
+
+    mn_pretrained_opts allow = {.allow_nonfinite = true};
+    mn_vit *back = mn_vit_from_pretrained(dir, MN_VIT_FOR_IMAGE_CLASSIFICATION, &allow, &rep, &err);
+    assert_non_null(back);
+    assert_int_equal(rep.n_notes, 1);
+    assert_non_null(strstr(rep.notes[0], "vit.encoder.layer.0.intermediate.dense.weight"));
+    const float *b = mn_data(back->layers[0].fc1.weight);
+    assert_true(isnan(b[5]) && isinf(b[9]) && b[0] == w[0]);
+    char *summary = mn_load_report_summary(&rep);
+    assert_non_null(strstr(summary, "not finite"));
+    free(summary);
+    mn_load_report_free(&rep);
+    mn_vit_free(back);
+    mn_vit_free(m);
+    remove_tree(dir);
+    mn_scope_end(sc);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         MODEL_TEST(config_json_round_trips_every_field),
@@ -541,6 +583,7 @@ int main(void) {
         MODEL_TEST(missing_decoder_weight_is_tied_to_word_embeddings),
         MODEL_TEST(sharded_checkpoint_loads),
         MODEL_TEST(bad_checkpoints_give_errors_and_leave_the_model_untouched),
+        MODEL_TEST(non_finite_weights_are_refused_unless_allowed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

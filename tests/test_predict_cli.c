@@ -190,8 +190,9 @@ static void bad_model_directory_is_a_clean_error(void **state) {
 }
 
 /* A model directory made from the golden one: config.json with one more label when extra_label,
- * model.safetensors without the first tensor of layer 0 when drop_tensor. */
-static void edited_model(const char *dir, bool extra_label, bool drop_tensor) {
+ * model.safetensors without the first tensor of layer 0 when drop_tensor, or with a NaN as its first
+ * value when poison. */
+static void edited_model(const char *dir, bool extra_label, bool drop_tensor, bool poison) {
     char from[PATH_MAX + 64], to[PATH_MAX + 64];
     mn_err err;
     assert_true(mn_make_dirs(dir, &err));
@@ -213,7 +214,7 @@ static void edited_model(const char *dir, bool extra_label, bool drop_tensor) {
         assert_true(mn_write_file_atomic(to, data, n, &err));
         free(data);
     }
-    if (!drop_tensor) return;
+    if (!drop_tensor && !poison) return;
     mn_st_file *f = mn_st_open(to, &err);
     assert_non_null(f);
     int n = mn_st_count(f), k = 0;
@@ -222,12 +223,12 @@ static void edited_model(const char *dir, bool extra_label, bool drop_tensor) {
     mn_scope sc = mn_scope_begin();
     for (int i = 0; i < n; i++) {
         const char *name = mn_st_name(f, i);
-        if (!dropped && strstr(name, "layer.0.")) {
-            dropped = true;
-            continue;
-        }
+        bool first = !dropped && strstr(name, "layer.0.");
+        dropped = dropped || first;
+        if (first && drop_tensor) continue;
         entries[k].name = name;
         entries[k++].tensor = mn_st_read(f, name, &err);
+        if (first && poison) mn_data(entries[k - 1].tensor)[0] = NAN;
     }
     assert_true(dropped);
     snprintf(to, sizeof to, "%s/model.safetensors", dir);
@@ -247,7 +248,7 @@ static void incomplete_checkpoint_is_refused(void **state) {
     for (int c = 0; c < 2; c++) {
         char model[PATH_MAX];
         snprintf(model, sizeof model, "%s/%s", dir, c ? "labels" : "dropped");
-        edited_model(model, c == 1, c == 0);
+        edited_model(model, c == 1, c == 0, false);
         char args[3 * PATH_MAX];
         snprintf(args, sizeof args, "--model '%s' '%s/image0.png'", model, golden_dir);
         run_result r;
@@ -259,6 +260,27 @@ static void incomplete_checkpoint_is_refused(void **state) {
     tu_remove_tree(dir);
 }
 
+/* A NaN weight would make every prediction NaN: refused, naming the tensor, unless --allow-nonfinite
+ * (then a warning, and the run goes on). */
+static void non_finite_weights_are_refused_unless_allowed(void **state) {
+    (void)state;
+    if (!have_binary()) skip();
+    char dir[] = "/tmp/test_predict_cli_model_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    edited_model(dir, false, false, true);
+    char args[3 * PATH_MAX];
+    run_result r;
+    snprintf(args, sizeof args, "--model '%s' '%s/image0.png'", dir, golden_dir);
+    run_predict(args, &r);
+    if (r.status != 1 || !strstr(r.err, "layer.0.") || !strstr(r.err, "not finite") || !strstr(r.err, "--allow-nonfinite"))
+        fail_msg("expected a refusal naming the tensor, got status %d:\n%s%s", r.status, r.out, r.err);
+    snprintf(args, sizeof args, "--allow-nonfinite --logits --model '%s' '%s/image0.png'", dir, golden_dir);
+    run_predict(args, &r);
+    if (r.status != 0 || !strstr(r.err, "not finite") || !strstr(r.out, "logits"))
+        fail_msg("expected a warning and logits, got status %d:\n%s%s", r.status, r.out, r.err);
+    tu_remove_tree(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(logits_match_pytorch),
@@ -266,6 +288,7 @@ int main(void) {
         cmocka_unit_test(unreadable_image_is_named_and_others_still_run),
         cmocka_unit_test(bad_model_directory_is_a_clean_error),
         cmocka_unit_test(incomplete_checkpoint_is_refused),
+        cmocka_unit_test(non_finite_weights_are_refused_unless_allowed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

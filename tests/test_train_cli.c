@@ -280,6 +280,47 @@ static void killed_saves_resume_exactly_or_are_refused(void **state) {
     free(ref_final);
 }
 
+/* Writes n grey 28x28 images and their labels as IDX files in the work directory. */
+static void write_idx(const char *images, const char *labels, int n, const unsigned char *label) {
+    char path[PATH_MAX + 64];
+    unsigned char head[16] = {0, 0, 8, 3, 0, 0, 0, (unsigned char)n, 0, 0, 0, 28, 0, 0, 0, 28};
+    snprintf(path, sizeof path, "%s/%s", work_dir, images);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fwrite(head, 1, 16, f);
+    for (int i = 0; i < n * 784; i++) fputc((i * 37 + i / 784) & 255, f);
+    assert_int_equal(fclose(f), 0);
+    unsigned char lhead[8] = {0, 0, 8, 1, 0, 0, 0, (unsigned char)n};
+    snprintf(path, sizeof path, "%s/%s", work_dir, labels);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    fwrite(lhead, 1, 8, f);
+    fwrite(label, 1, (size_t)n, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* IDX labels number the classes 0..K-1: one stray label 200 among 0s and 1s is an error naming it and
+ * its place, not 201 classes; the same files without it train. */
+static void idx_label_gap_is_refused(void **state) {
+    (void)state;
+    char model[PATH_MAX + 64];
+    snprintf(model, sizeof model, "%s/../../../tests/golden/vit", examples_dir);
+    need("vit_finetune", model);
+    unsigned char labels[8] = {0, 1, 0, 1, 0, 200, 1, 0};
+    write_idx("gap_x.idx", "gap_y.idx", 8, labels);
+    char args[2 * PATH_MAX];
+    snprintf(args, sizeof args, "--model '%s' --idx-images gap_x.idx --idx-labels gap_y.idx --steps 1 --batch 4 "
+             "--out gap_out --save gap_ck", model);
+    run_result r;
+    run("vit_finetune", args, &r);
+    if (r.status != 1 || !strstr(r.out, "gap_y.idx: label 200 at byte offset 13 implies 201 classes"))
+        fail_msg("expected a refusal naming label 200, got status %d:\n%s", r.status, r.out);
+    labels[5] = 1;
+    write_idx("gap_x.idx", "gap_y.idx", 8, labels);
+    run("vit_finetune", args, &r);
+    if (r.status != 0) fail_msg("labels 0 and 1: exit status %d:\n%s", r.status, r.out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(mlp_resumed_run_continues_exactly),
@@ -290,6 +331,7 @@ int main(void) {
         cmocka_unit_test(tampered_checkpoint_is_refused),
         cmocka_unit_test(resuming_a_finished_run_says_so),
         cmocka_unit_test(killed_saves_resume_exactly_or_are_refused),
+        cmocka_unit_test(idx_label_gap_is_refused),
     };
     return cmocka_run_group_tests(tests, make_work_dir, remove_work_dir);
 }

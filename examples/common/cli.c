@@ -88,3 +88,9 @@ int cli_parse(const cli_spec *s, int argc, char **argv, const char **positional,
     if (n_positional) *n_positional = npos;
     return 0;
 }
+
+int cli_count(const cli_opt *opts, int cap) {
+    int n = 0;
+    while (n < cap && opts[n].name) n++;
+    return n;
+}

@@ -17,6 +17,10 @@ typedef struct {
     double min, max;   /* accepted range for numbers (both 0: any) */
 } cli_opt;
 
+/* The options filled in at the start of a table of cap (the rest zeroed), so that
+ * tables need no hand-kept count. */
+int cli_count(const cli_opt *opts, int cap);
+
 typedef struct {
     const char *prog;        /* program name for messages */
     const char *usage;       /* "[options] IMAGE..." */

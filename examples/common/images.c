@@ -254,9 +254,24 @@ bool img_idx_load(const char *images_path, const char *labels_path, mn_dataset *
                         images_path, (long long)x->shape[0]);
     if (ok && x->shape[0] == 0) ok = mn_err_set(err, "%s holds no images", images_path);
     if (ok) {
-        int32_t top = 0;
-        for (int64_t i = 0; i < y->shape[0]; i++) top = mn_idata(y)[i] > top ? mn_idata(y)[i] : top;
-        mn_dataset_init(out, x, y, top + 1, NULL);
+        /* labels number the classes 0 .. K-1: a gap means a stray label, not a class without images */
+        const int32_t *lab = mn_idata(y);
+        int64_t n = y->shape[0], top_at = 0;
+        bool seen[256] = {false};
+        for (int64_t i = 0; i < n; i++) {
+            seen[lab[i]] = true;
+            if (lab[i] > lab[top_at]) top_at = i;
+        }
+        int32_t top = lab[top_at], empty = 0, first_empty = -1;
+        for (int32_t c = top; c >= 0; c--)
+            if (!seen[c]) empty++, first_empty = c;
+        if (empty > 0) {
+            ok = mn_err_set(err, "%s: label %d at byte offset %lld implies %d classes, but %d of them have no images "
+                            "(the first is %d): labels must number the classes 0 to K-1",
+                            labels_path, (int)top, (long long)(8 + top_at), (int)top + 1, (int)empty, (int)first_empty);
+        } else {
+            mn_dataset_init(out, x, y, top + 1, NULL);
+        }
     }
     mn_scope_end(sc);
     return ok;
