@@ -173,7 +173,7 @@ bool mn_fortunes_load(const char *dir, int n, const char *const *categories, mn_
  * (MN_LABELS_FIRST_SEEN) or sorted by name in byte order (MN_LABELS_SORTED).
  * When n_known > 0 the classes are exactly known[0..) in that order (e.g. the
  * training set's class_names, so a test file gets the same ids; order is then
- * ignored) and an unknown label is an error. Errors name the file and line. */
+ * ignored) and an unknown label is an error. The file must be UTF-8. Errors name the file and line. */
 typedef enum { MN_LABELS_FIRST_SEEN, MN_LABELS_SORTED } mn_label_order;
 bool mn_tsv_load(const char *path, mn_label_order order, int n_known, const char *const *known,
                  mn_text_dataset *out, mn_err *err);
@@ -202,6 +202,10 @@ typedef struct {
 } mn_wordpiece_opts;
 /* The options of bert-base-uncased (used when opts is NULL). */
 mn_wordpiece_opts mn_wordpiece_uncased(void);
+
+/* True if s[0..n) is valid UTF-8 (no overlong form, surrogate or truncated sequence); else *bad is
+ * the offset of the first bad byte. Text read from files and stdin is checked with it. */
+bool mn_utf8_valid(const char *s, size_t n, size_t *bad);
 
 typedef struct mn_wordpiece mn_wordpiece;
 /* vocab.txt: one token per line, id = line number - 1. The file must be UTF-8

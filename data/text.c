@@ -197,6 +197,7 @@ bool mn_tsv_load(const char *path, mn_label_order order, int n_known, const char
         if (len && line[len - 1] == '\r') len--;
         if (is_blank(line, len)) continue;
         const char *tab = NULL;
+        size_t bad;
         for (size_t i = len; i-- > 0;)
             if (line[i] == '\t') {
                 tab = line + i;
@@ -204,6 +205,9 @@ bool mn_tsv_load(const char *path, mn_label_order order, int n_known, const char
             }
         if (memchr(line, 0, len)) {
             ok = mn_err_set(err, "%s:%lld: NUL byte in a text file", path, (long long)line_no);
+        } else if (!mn_utf8_valid(line, len, &bad)) {
+            ok = mn_err_set(err, "%s:%lld: invalid UTF-8 at byte %zu of the line (save the file as UTF-8)", path,
+                            (long long)line_no, bad + 1);
         } else if (!tab) {
             ok = mn_err_set(err, "%s:%lld: expected text<TAB>label, found no tab", path, (long long)line_no);
         } else {

@@ -1,5 +1,6 @@
 /* UTF-8 decoding and the Unicode character classes of BERT's tokenizer
  * (coverage documented in data/unicode.h). */
+#include "data/data.h"
 #include "data/unicode.h"
 
 typedef struct {
@@ -78,7 +79,7 @@ int mn__utf8_encode(uint32_t cp, char *out) {
     return 4;
 }
 
-bool mn__utf8_valid(const char *s, size_t n, size_t *bad) {
+bool mn_utf8_valid(const char *s, size_t n, size_t *bad) {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
     while (i < n) {

@@ -32,8 +32,6 @@
 int mn__utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
 /* Writes cp as 1-4 bytes and returns the count. */
 int mn__utf8_encode(uint32_t cp, char *out);
-/* True if s[0..n) is valid UTF-8; else *bad is the offset of the first bad byte. */
-bool mn__utf8_valid(const char *s, size_t n, size_t *bad);
 /* Number of code points in valid-or-not UTF-8 (U+FFFD counting one per bad byte). */
 size_t mn__utf8_count(const char *s, size_t n);
 

@@ -46,7 +46,7 @@ mn_wordpiece *mn_wordpiece_from_memory(const char *data, size_t size, const char
         }
         const char *nul = memchr(line, 0, len);
         size_t bad = len;
-        bool valid = mn__utf8_valid(line, len, &bad);
+        bool valid = mn_utf8_valid(line, len, &bad);
         if (nul && (size_t)(nul - line) < bad) bad = (size_t)(nul - line);
         if (!valid || nul) {
             mn_err_set(err, "%s:%lld: %s at byte %zu of the line", name, (long long)line_no,

@@ -267,15 +267,18 @@ static int finetune(const options *o, const run_opts *r, bert_session *s) {
         svg_series a[2] = {{"test accuracy", acc->x, acc->y, acc->n, false},
                            {"majority-class baseline", bx, by, 2, false}};
         snprintf(path, sizeof path, "%s/accuracy.svg", o->out);
-        if (svg_plot(path, "BERT fine-tuning: test accuracy", "step", "accuracy", false, a, 2) != 0)
+        if (svg_plot(path, "BERT fine-tuning: test accuracy", "step", "accuracy", false, a, 2) != 0) {
             fprintf(stderr, "%s: cannot write %s: %s\n", prog, path, strerror(errno));
+            status = 1;
+        }
         svg_series l[2] = {{"training loss (mean per log interval)", train_loss->x, train_loss->y, train_loss->n,
                             false},
                            {"test loss", test_loss_c->x, test_loss_c->y, test_loss_c->n, true}};
         snprintf(path, sizeof path, "%s/loss.svg", o->out);
-        if (svg_plot(path, "BERT fine-tuning: loss", "step", "cross-entropy", false, l, 2) != 0)
+        if (svg_plot(path, "BERT fine-tuning: loss", "step", "cross-entropy", false, l, 2) != 0) {
             fprintf(stderr, "%s: cannot write %s: %s\n", prog, path, strerror(errno));
-        else printf("%s: wrote %s/loss.svg and %s/accuracy.svg\n", prog, o->out, o->out);
+            status = 1;
+        } else if (!status) printf("%s: wrote %s/loss.svg and %s/accuracy.svg\n", prog, o->out, o->out);
     }
 
     free(hits_c);
@@ -319,6 +322,6 @@ int main(int argc, char **argv) {
     }
     bert_session s = {0};
     int status = finetune(&o, &r, &s);
-    bert_session_free(&s);
-    return status;
+    if (!bert_session_free(&s) && status == 0) status = 1;
+    return cli_exit(prog, status);
 }

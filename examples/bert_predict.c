@@ -98,6 +98,17 @@ static void predict(const mn_bert *m, const text_tokenizer *tok, const char *tex
     mn_scope_end(sc);
 }
 
+/* A text that is not UTF-8 would tokenise as [UNK]s: an error naming where it came from, the
+ * others still run. */
+static bool checked_text(const char *text, size_t len, const char *source, int index) {
+    size_t bad;
+    const char *nul = memchr(text, 0, len);
+    if (!nul && mn_utf8_valid(text, len, &bad)) return true;
+    fprintf(stderr, "%s: %s %d: %s at byte %zu; skipped\n", prog, source, index,
+            nul ? "NUL character" : "invalid UTF-8", (nul ? (size_t)(nul - text) : bad) + 1);
+    return false;
+}
+
 int main(int argc, char **argv) {
     const char *model_dir = NULL;
     bool show_logits = false, allow_nonfinite = false;
@@ -175,22 +186,28 @@ int main(int argc, char **argv) {
     }
 
     bool prev = mn_no_grad_begin();
-    int index = 0;
+    int index = 0, status = 0;
     if (n_texts == 1 && !strcmp(texts[0], "-")) {
         char *line = NULL;
         size_t cap = 0;
         ssize_t len;
         while ((len = getline(&line, &cap, stdin)) >= 0) {
             while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
-            predict(m, &tok, line, limit, show_logits, ++index);
+            if (checked_text(line, (size_t)len, "stdin line", index + 1)) predict(m, &tok, line, limit, show_logits, index + 1);
+            else status = 1;
+            index++;
         }
         free(line);
     } else {
-        for (int i = 0; i < n_texts; i++) predict(m, &tok, texts[i], limit, show_logits, ++index);
+        for (int i = 0; i < n_texts; i++, index++) {
+            if (checked_text(texts[i], strlen(texts[i]), "text", index + 1))
+                predict(m, &tok, texts[i], limit, show_logits, index + 1);
+            else status = 1;
+        }
     }
     mn_no_grad_end(prev);
     mn_bert_free(m);
     text_tokenizer_free(&tok);
     free(texts);
-    return 0;
+    return cli_exit(prog, status);
 }

@@ -276,7 +276,7 @@ static int pretrain(const options *o, const run_opts *r, bert_session *s) {
                             {"held-out", ec->x, ec->y, ec->n, true}};
     if (svg_plot(path, "BERT masked-LM pre-training on fortunes", "step", "MLM loss", false, series, 2) == 0)
         printf("%s: wrote %s\n", prog, path);
-    else fprintf(stderr, "%s: cannot write %s: %s\n", prog, path, strerror(errno));
+    else return fprintf(stderr, "%s: cannot write %s: %s\n", prog, path, strerror(errno)), 1;
     return 0;
 }
 
@@ -310,6 +310,6 @@ int main(int argc, char **argv) {
     if (rc >= 0) return rc;
     bert_session s = {0};
     int status = pretrain(&o, &r, &s);
-    bert_session_free(&s);
-    return status;
+    if (!bert_session_free(&s) && status == 0) status = 1;
+    return cli_exit(prog, status);
 }

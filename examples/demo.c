@@ -195,5 +195,5 @@ int main(int argc, char **argv) {
     }
     mn_dataset_free(&train);
     mn_dataset_free(&test);
-    return status;
+    return cli_exit("demo", status);
 }

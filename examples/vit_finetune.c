@@ -299,5 +299,5 @@ int main(int argc, char **argv) {
 done:
     mn_dataset_free(&train);
     mn_dataset_free(&test);
-    return status;
+    return cli_exit(prog, status);
 }

@@ -148,5 +148,5 @@ int main(int argc, char **argv) {
     free(logits);
     free(probs);
     mn_vit_free(m);
-    return status;
+    return cli_exit(prog, status);
 }

@@ -162,5 +162,5 @@ int main(int argc, char **argv) {
     mn_vit_config_free(&cfg);
     mn_dataset_free(&train);
     mn_dataset_free(&test);
-    return status;
+    return cli_exit(prog, status);
 }

@@ -270,6 +270,30 @@ static void test_bad_tokenizer_config_is_a_clean_error(void **state) {
     remove_dir(dir);
 }
 
+/* A text that is not UTF-8, given as an argument or on stdin, is an error naming it (the others still
+ * run; the exit status says one failed); output that cannot be written (a full disk) is an error. */
+static void test_invalid_utf8_and_full_disk_are_errors(void **state) {
+    skip_if_unbuilt();
+    char model[PATH_CAP], cmd[3 * PATH_CAP];
+    snprintf(model, sizeof model, "%s/bert_cls", golden_root);
+    run_result r = run(4, (const char *[]){"--model", model, "good text", "bad \xff text"});
+    if (r.status != 1 || !strstr(r.out, "text 2: invalid UTF-8 at byte 5") || !strstr(r.out, "text 1:"))
+        fail_msg("expected text 1 predicted and text 2 refused, got status %d:\n%s", r.status, r.out);
+    free(r.out);
+    snprintf(cmd, sizeof cmd, "printf 'ok\\n\\300\\200 overlong\\n' | '%s' --model '%s' - 2>&1", program, model);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char out[8192];
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 1 || !strstr(out, "stdin line 2: invalid UTF-8 at byte 1"))
+        fail_msg("stdin: expected line 2 refused, got status %d:\n%s", st, out);
+    snprintf(cmd, sizeof cmd, "'%s' --model '%s' hello > /dev/full 2>/dev/null", program, model);
+    st = system(cmd);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_classifier_logits_match_pytorch),
@@ -280,6 +304,7 @@ int main(void) {
         cmocka_unit_test(test_vocab_of_another_size_is_a_clean_error),
         cmocka_unit_test(test_truncated_weights_are_a_clean_error),
         cmocka_unit_test(test_bad_tokenizer_config_is_a_clean_error),
+        cmocka_unit_test(test_invalid_utf8_and_full_disk_are_errors),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

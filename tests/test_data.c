@@ -643,6 +643,12 @@ static void tsv_labels_in_first_seen_or_sorted_order(void **state) {
     write_text(bad, "text\t  \n");
     assert_false(mn_tsv_load(bad, MN_LABELS_FIRST_SEEN, 0, NULL, &d, &err));
     ASSERT_ERR_HAS(err, "bad.tsv:1: empty label");
+    write_text(bad, "fine\tpos\ncaf\xc3\tneg\n"); /* a UTF-8 sequence cut short */
+    assert_false(mn_tsv_load(bad, MN_LABELS_FIRST_SEEN, 0, NULL, &d, &err));
+    ASSERT_ERR_HAS(err, "bad.tsv:2: invalid UTF-8 at byte 4");
+    write_text(bad, "\xe1\xba\xbe c\xc3\xa0\tpos\n"); /* valid multi-byte text loads */
+    assert_true(mn_tsv_load(bad, MN_LABELS_FIRST_SEEN, 0, NULL, &d, &err));
+    mn_text_dataset_free(&d);
 }
 
 /* ---- datasets, splits, shuffles, batches --------------------------------------------------------------- */

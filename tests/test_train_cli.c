@@ -321,6 +321,17 @@ static void idx_label_gap_is_refused(void **state) {
     if (r.status != 0) fail_msg("labels 0 and 1: exit status %d:\n%s", r.status, r.out);
 }
 
+/* A metrics log that cannot be written (a full disk) makes the run fail with a message. */
+static void unwritable_log_is_an_error(void **state) {
+    (void)state;
+    need("train_mlp", MN_FASHION_MNIST_DIR);
+    run_result r;
+    run("train_mlp", "--steps 3 --batch 16 --hidden 8 --log-every 1 --eval-every 100 --out full_out --log /dev/full",
+        &r);
+    if (r.status != 1 || !strstr(r.out, "cannot write the metrics log /dev/full"))
+        fail_msg("expected a failed run naming the log, got status %d:\n%s", r.status, r.out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(mlp_resumed_run_continues_exactly),
@@ -332,6 +343,7 @@ int main(void) {
         cmocka_unit_test(resuming_a_finished_run_says_so),
         cmocka_unit_test(killed_saves_resume_exactly_or_are_refused),
         cmocka_unit_test(idx_label_gap_is_refused),
+        cmocka_unit_test(unwritable_log_is_an_error),
     };
     return cmocka_run_group_tests(tests, make_work_dir, remove_work_dir);
 }

@@ -77,12 +77,13 @@ bool bert_session_checkpoint(bert_session *s, int64_t step, double best_metric) 
     return trainer_checkpoint(&s->t, step, best_metric, save_model_and_tokenizer, s);
 }
 
-void bert_session_free(bert_session *s) {
-    trainer_free(&s->t);
+bool bert_session_free(bert_session *s) {
+    bool logged = trainer_free(&s->t);
     text_labelled_free(&s->train_enc);
     text_labelled_free(&s->eval_enc);
     mn_bert_free(s->m);
     text_tokenizer_free(&s->tok);
     mn_text_dataset_free(&s->train);
     mn_text_dataset_free(&s->eval);
+    return logged;
 }

@@ -35,6 +35,7 @@ typedef struct {
 /* After step, when a checkpoint is due (trainer_checkpoint): the model and tokenizer (bert_save_dir)
  * and the trainer state into --save. False after printing why. */
 bool bert_session_checkpoint(bert_session *s, int64_t step, double best_metric);
-void bert_session_free(bert_session *s);
+/* False if the metrics log could not be written (see trainer_free). */
+bool bert_session_free(bert_session *s);
 
 #endif

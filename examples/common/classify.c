@@ -71,7 +71,7 @@ void clf_print_per_class(const clf_model *m, const mn_dataset *d, int64_t batch)
 
 /* ---- the loop ------------------------------------------------------------------------------------------------ */
 
-static void plot(const clf_opts *o, const trainer *t) {
+static bool plot(const clf_opts *o, const trainer *t) {
     char path[4096], title[256];
     const curve *tl = &t->train_loss, *ta = &t->train_accuracy, *el = &t->eval_loss, *ea = &t->eval_accuracy;
     svg_series loss[2] = {{"training loss (mean per log interval)", tl->x, tl->y, tl->n, false},
@@ -86,6 +86,7 @@ static void plot(const clf_opts *o, const trainer *t) {
     ok = ok && svg_plot(path, title, "epoch", "accuracy", false, acc, 2) == 0;
     if (ok) printf("%s: wrote %s/loss.svg and %s/accuracy.svg\n", o->prog, o->out_dir, o->out_dir);
     else fprintf(stderr, "%s: cannot write %s: %s\n", o->prog, path, strerror(errno));
+    return ok;
 }
 
 /* The weight decay run_make_optimizer gives: AdamW's (from its spec, --weight-decay or 0.01), else 0
@@ -232,8 +233,8 @@ int clf_train(const clf_opts *o, const run_opts *r, const clf_model *m, const mn
             printf("%s: stopped after step %lld of %lld; continue with --resume %s\n", prog, (long long)stop,
                    (long long)t.total, r->save_dir);
         else if (t.saved_step == stop) printf("%s: saved the model and trainer state to %s\n", prog, r->save_dir);
-        plot(o, &t);
+        if (!plot(o, &t)) status = 1;
     }
-    trainer_free(&t);
+    if (!trainer_free(&t) && status == 0) status = 1;
     return status;
 }

@@ -94,3 +94,9 @@ int cli_count(const cli_opt *opts, int cap) {
     while (n < cap && opts[n].name) n++;
     return n;
 }
+
+int cli_exit(const char *prog, int status) {
+    if (fflush(stdout) == 0 && !ferror(stdout)) return status;
+    fprintf(stderr, "%s: cannot write to stdout: %s\n", prog, strerror(errno ? errno : EIO));
+    return status ? status : 1;
+}

@@ -17,6 +17,10 @@ typedef struct {
     double min, max;   /* accepted range for numbers (both 0: any) */
 } cli_opt;
 
+/* A program's exit: status, or 1 with a message when stdout could not be written (a full disk, a
+ * closed pipe), so that lost output never exits 0. */
+int cli_exit(const char *prog, int status);
+
 /* The options filled in at the start of a table of cap (the rest zeroed), so that
  * tables need no hand-kept count. */
 int cli_count(const cli_opt *opts, int cap);

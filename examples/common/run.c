@@ -1,5 +1,6 @@
 #include "run.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <omp.h>
 #include <stdarg.h>
@@ -130,26 +131,33 @@ void run_apply_schedule(const run_opts *r, mn_optimizer *o, int64_t step, int64_
 }
 
 bool metrics_open(metrics_log *m, const char *path, bool append, mn_err *err) {
-    m->f = NULL;
+    m->f = NULL, m->write_errno = 0;
     if (!path) return true;
+    snprintf(m->path, sizeof m->path, "%s", path);
     m->f = fopen(path, append ? "a" : "w");
-    if (!m->f) return mn_err_set(err, "%s: cannot open the metrics log for writing", path);
+    if (!m->f) return mn_err_set(err, "%s: cannot open the metrics log for writing: %s", path, strerror(errno));
     return true;
+}
+
+static void metrics_failed(metrics_log *m) {
+    if (m->write_errno) return;
+    m->write_errno = errno ? errno : EIO;
+    fprintf(stderr, "\nerror: cannot write the metrics log %s: %s\n", m->path, strerror(m->write_errno));
 }
 
 void metrics_write(metrics_log *m, const char *fmt, ...) {
     if (!m->f) return;
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(m->f, fmt, ap);
+    int n = vfprintf(m->f, fmt, ap);
     va_end(ap);
-    fputc('\n', m->f);
-    fflush(m->f);
+    if (n < 0 || fputc('\n', m->f) == EOF || fflush(m->f) != 0) metrics_failed(m);
 }
 
-void metrics_close(metrics_log *m) {
-    if (m->f) fclose(m->f);
+bool metrics_close(metrics_log *m) {
+    if (m->f && fclose(m->f) != 0) metrics_failed(m);
     m->f = NULL;
+    return m->write_errno == 0;
 }
 
 bool run_save_state(const char *dir, const run_state *s, const mn_optimizer *o, mn_err *err) {

@@ -47,10 +47,14 @@ mn_tensor *run_eval_rows(int64_t at, int64_t batch, int64_t n);
  *   metrics_write(&m, "{\"step\": %lld, \"loss\": %.6f}", step, loss); */
 typedef struct {
     FILE *f;
+    char path[4096];
+    int write_errno; /* the first failed write's errno (a full disk), 0 while every write succeeded */
 } metrics_log;
 bool metrics_open(metrics_log *m, const char *path, bool append, mn_err *err); /* path NULL: disabled */
+/* A failed write is reported on stderr once; the run goes on (its checkpoints may still fit). */
 void metrics_write(metrics_log *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void metrics_close(metrics_log *m);
+/* False when a write or the close failed (then the message is on stderr). */
+bool metrics_close(metrics_log *m);
 
 /* Trainer state in DIR: optimizer.safetensors (mn_optim_save) and trainer_state.json
  * ({"step": S, "epoch": E, "batch": B, "best_metric": X}); atomic. */

@@ -115,8 +115,8 @@ bool trainer_checkpoint(trainer *t, int64_t step, double best_metric, trainer_sa
     return false;
 }
 
-void trainer_free(trainer *t) {
-    metrics_close(&t->log);
+bool trainer_free(trainer *t) {
+    bool logged = metrics_close(&t->log);
     train_args_free(&t->args);
     curve *curves[4];
     list_curves(t, curves);
@@ -124,4 +124,5 @@ void trainer_free(trainer *t) {
     mn_batcher_free(&t->bat);
     mn_optim_free(t->opt);
     t->opt = NULL;
+    return logged;
 }

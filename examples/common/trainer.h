@@ -55,6 +55,8 @@ typedef bool (*trainer_save_model)(void *model, const char *dir, mn_err *err);
  * after printing why. */
 bool trainer_checkpoint(trainer *t, int64_t step, double best_metric, trainer_save_model save_model,
                         void *model);
-void trainer_free(trainer *t);
+/* Closes the metrics log and frees; false if a log write failed (e.g. a full disk: said on stderr),
+ * which the program's exit status must show. */
+bool trainer_free(trainer *t);
 
 #endif
