@@ -446,7 +446,7 @@ int main(int argc, char **argv) {
                      opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : 2;
-    if (op.threads > 0) omp_set_num_threads((int)op.threads);
+    cli_threads("eval_optimizers", op.threads);
     plan pl = {0};
     pl.tasks = split_list(op.tasks, &pl.n_tasks);
     pl.optims = split_list(op.optimizers, &pl.n_opts);

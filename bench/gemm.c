@@ -4,6 +4,7 @@
  * run time, so building mnemo never depends on it. */
 #include "tensor/cpu.h"
 #include "tensor/gemm.h"
+#include "../examples/common/cli.h"
 
 #include <dlfcn.h>
 #include <math.h>
@@ -218,6 +219,7 @@ int main(int argc, char **argv) {
             with_blas = false;
         } else if (val && !strcmp(arg, "--threads")) {
             if ((n_threads = parse_list(val, threads)) <= 0) goto bad;
+            for (int k = 0; k < n_threads; k++) threads[k] = cli_cap_threads("gemm", (long)threads[k]);
             i++;
         } else if (val && !strcmp(arg, "--sizes")) {
             if ((n_sizes = parse_list(val, sizes)) <= 0) goto bad;

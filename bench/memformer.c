@@ -13,6 +13,7 @@
  * JSON and an SVG plot. All models of one (setting, seed) train in lockstep on the
  * same batches; (setting, seed) pairs run in parallel worker processes. */
 #include "common/memformer_baselines.h"
+#include "../examples/common/cli.h"
 #include "common/memformer_model.h"
 #include "common/memformer_report.h"
 #include "optim/optim.h"
@@ -478,7 +479,8 @@ static int parse_args(int argc, char **argv, options *o) {
         else if (!strcmp(a, "--test-size")) ok = parse_long(v, 1, 1 << 24, &o->test_size);
         else if (!strcmp(a, "--val-size")) ok = parse_long(v, 1, 1 << 24, &o->val_size);
         else if (!strcmp(a, "--jobs")) ok = parse_int(v, 1, 64, &o->jobs);
-        else if (!strcmp(a, "--threads")) ok = parse_int(v, 1, 1024, &o->threads);
+        else if (!strcmp(a, "--threads"))
+            ok = parse_int(v, 1, 1024, &o->threads), o->threads = cli_cap_threads("memformer", o->threads);
         else if (!strcmp(a, "--out")) o->out_dir = v;
         else if (!strcmp(a, "--setting")) {
             if (!strcmp(v, "both")) o->n_settings = 2, o->isotropic[0] = true, o->isotropic[1] = false;

@@ -354,7 +354,7 @@ int main(int argc, char **argv) {
     }
     char default_out[256];
     if (!op.out) snprintf(default_out, sizeof default_out, "meta_runs/%s", op.optimizer), op.out = default_out;
-    if (op.threads > 0) omp_set_num_threads((int)op.threads);
+    cli_threads("meta_train", op.threads);
     mn_err err;
     if (!mn_make_dirs(op.out, &err)) {
         fprintf(stderr, "meta_train: %s\n", err.msg);

@@ -134,7 +134,7 @@ int main(int argc, char **argv) {
         free(texts);
         return 2;
     }
-    if (threads > 0) omp_set_num_threads((int)threads);
+    cli_threads(prog, threads);
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     mn_err err;

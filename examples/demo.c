@@ -161,7 +161,7 @@ int main(int argc, char **argv) {
     cli_spec spec = {"demo", "[options]", about, opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : 2;
-    if (threads) omp_set_num_threads((int)threads);
+    cli_threads("demo", threads);
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress goes to stderr: keep the two in order in a log */
 
     mn_dataset train, test;

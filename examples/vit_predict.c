@@ -63,7 +63,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: give --model DIR and at least one image (see --help)\n", prog);
         return 2;
     }
-    if (threads) omp_set_num_threads((int)threads);
+    cli_threads(prog, threads);
 
     mn_err err;
     mn_load_report rep;

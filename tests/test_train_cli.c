@@ -332,6 +332,16 @@ static void unwritable_log_is_an_error(void **state) {
         fail_msg("expected a failed run naming the log, got status %d:\n%s", r.status, r.out);
 }
 
+/* --threads above the cores is capped to them with a warning, and the run goes on. */
+static void too_many_threads_are_capped(void **state) {
+    (void)state;
+    need("train_mlp", MN_FASHION_MNIST_DIR);
+    run_result r;
+    run("train_mlp", "--threads 1000 --steps 2 --batch 16 --hidden 8 --eval-every 100 --out threads_out", &r);
+    if (r.status != 0 || !strstr(r.out, "--threads 1000 is more than the") || strstr(r.out, "1000 threads"))
+        fail_msg("expected a capped run with a warning, got status %d:\n%s", r.status, r.out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(mlp_resumed_run_continues_exactly),
@@ -344,6 +354,7 @@ int main(void) {
         cmocka_unit_test(killed_saves_resume_exactly_or_are_refused),
         cmocka_unit_test(idx_label_gap_is_refused),
         cmocka_unit_test(unwritable_log_is_an_error),
+        cmocka_unit_test(too_many_threads_are_capped),
     };
     return cmocka_run_group_tests(tests, make_work_dir, remove_work_dir);
 }

@@ -1,6 +1,7 @@
 #include "step_bench.h"
 
 #include "tensor/tensor.h"
+#include "../../examples/common/cli.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -46,6 +47,7 @@ static step_bench_option_result parse_shared_option(int argc, char **argv, int *
             fprintf(stderr, "%s: --threads needs a list of counts such as 1,2 (got '%s')\n", argv[0], val ? val : "");
             return STEP_BENCH_OPTION_BAD;
         }
+        for (int k = 0; k < o->n_threads; k++) o->threads[k] = cli_cap_threads(argv[0], o->threads[k]);
         (*i)++;
     } else if (!strcmp(arg, "--steps") || !strcmp(arg, "--warmup") || !strcmp(arg, "--seed")) {
         bool steps = !strcmp(arg, "--steps");

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,4 +100,18 @@ int cli_exit(const char *prog, int status) {
     if (fflush(stdout) == 0 && !ferror(stdout)) return status;
     fprintf(stderr, "%s: cannot write to stdout: %s\n", prog, strerror(errno ? errno : EIO));
     return status ? status : 1;
+}
+
+int cli_cap_threads(const char *prog, long requested) {
+    int cores = omp_get_num_procs();
+    if (requested <= cores) return (int)requested;
+    fprintf(stderr, "%s: warning: --threads %ld is more than the %d cores of this machine; using %d\n", prog,
+            requested, cores, cores);
+    return cores;
+}
+
+int cli_threads(const char *prog, long requested) {
+    requested = cli_cap_threads(prog, requested);
+    if (requested > 0) omp_set_num_threads((int)requested);
+    return requested > 0 ? (int)requested : omp_get_max_threads();
 }

@@ -17,6 +17,13 @@ typedef struct {
     double min, max;   /* accepted range for numbers (both 0: any) */
 } cli_opt;
 
+/* Applies --threads: more threads than cores only slows the work down (and a slip such as 1000
+ * stalls it), so a count above the cores is capped to them with a warning; 0 keeps OpenMP's default
+ * (all cores). Returns the count in effect. */
+int cli_threads(const char *prog, long requested);
+/* The cap alone (with the warning), for lists of counts that a benchmark runs in turn. */
+int cli_cap_threads(const char *prog, long requested);
+
 /* A program's exit: status, or 1 with a message when stdout could not be written (a full disk, a
  * closed pipe), so that lost output never exits 0. */
 int cli_exit(const char *prog, int status);

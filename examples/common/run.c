@@ -49,7 +49,7 @@ static int add_checkpoint_options(cli_opt *opts, int n, int cap, run_opts *r) {
 
 /* Applies --threads and validates the option combination; prints and returns false if bad. */
 static bool setup(const run_opts *r, const char *prog) {
-    if (r->threads > 0) omp_set_num_threads((int)r->threads);
+    cli_threads(prog, r->threads);
     mn_sched_kind k;
     if (!mn_schedule_parse(r->schedule, &k)) {
         fprintf(stderr, "%s: unknown --schedule '%s' (constant, linear or cosine)\n", prog, r->schedule);
