@@ -22,6 +22,7 @@ mn_tensor *mn__checked_index(mn_tensor *index, int64_t n, const char *op);
  * tables would overflow stb_image 2.27's tables; a malloc'd copy of a PNG
  * without the empty IDAT chunks before its data, or NULL when it has none. */
 bool mn__jpeg_tables_ok(const unsigned char *data, size_t size);
+bool mn__png_crcs_ok(const unsigned char *data, size_t size, const char *name, mn_err *err);
 unsigned char *mn__png_drop_empty_idat(const unsigned char *data, size_t size, size_t *out_size);
 
 #endif

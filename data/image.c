@@ -2,6 +2,7 @@
 #include "data/data_internal.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,11 +41,26 @@ static mn_image_opts resolve(const mn_image_opts *opts) {
     return o;
 }
 
+/* stb_image's reason, with bytes that are not printable ASCII (it copies a PNG chunk's type into
+ * the text) written as \xNN. */
+static const char *failure_reason(void) {
+    static _Thread_local char out[128];
+    const char *r = stbi_failure_reason();
+    size_t k = 0;
+    for (; r && *r && k + 5 < sizeof out; r++) {
+        unsigned char ch = (unsigned char)*r;
+        if (ch >= 32 && ch < 127) out[k++] = (char)ch;
+        else k += (size_t)snprintf(out + k, sizeof out - k, "\\x%02X", ch);
+    }
+    out[k] = 0;
+    return out;
+}
+
 /* The checks and decoding after the format-specific guards of mn_image_decode. */
 static mn_tensor *decode(const unsigned char *data, size_t size, const char *name, mn_image_opts o, mn_err *err) {
     int w, h, c;
     if (!stbi_info_from_memory(data, (int)size, &w, &h, &c))
-        return mn_err_set(err, "%s: not a readable PNG, JPEG or BMP image (%s)", name, stbi_failure_reason()), NULL;
+        return mn_err_set(err, "%s: not a readable PNG, JPEG or BMP image (%s)", name, failure_reason()), NULL;
     if (w < 1 || h < 1) return mn_err_set(err, "%s: image of %d x %d pixels is empty", name, w, h), NULL;
     if ((int64_t)w * h > MAX_PIXELS)
         return mn_err_set(err, "%s: image of %d x %d pixels exceeds the limit of %lld pixels", name, w, h,
@@ -56,7 +72,7 @@ static mn_tensor *decode(const unsigned char *data, size_t size, const char *nam
         return mn_err_set(err, "%s: header claims %d x %d pixels but the file has only %zu bytes (truncated or "
                           "corrupt)", name, w, h, size), NULL;
     unsigned char *px = stbi_load_from_memory(data, (int)size, &w, &h, &c, o.channels);
-    if (!px) return mn_err_set(err, "%s: cannot decode image: %s", name, stbi_failure_reason()), NULL;
+    if (!px) return mn_err_set(err, "%s: cannot decode image: %s", name, failure_reason()), NULL;
     if (w < 1 || h < 1) { /* the decoder may disagree with the header check above */
         stbi_image_free(px);
         return mn_err_set(err, "%s: image of %d x %d pixels is empty", name, w, h), NULL;
@@ -78,6 +94,7 @@ mn_tensor *mn_image_decode(const void *data, size_t size, const char *name, cons
     if (size > INT_MAX) return mn_err_set(err, "%s: image file of %zu bytes is too large", name, size), NULL;
     if (!mn__jpeg_tables_ok(data, size))
         return mn_err_set(err, "%s: corrupt JPEG: a Huffman table defines more than 256 codes", name), NULL;
+    if (!mn__png_crcs_ok(data, size, name, err)) return NULL;
     size_t fixed_size;
     unsigned char *fixed = mn__png_drop_empty_idat(data, size, &fixed_size);
     mn_tensor *t = fixed ? decode(fixed, fixed_size, name, o, err) : decode(data, size, name, o, err);

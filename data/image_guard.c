@@ -10,7 +10,9 @@
  * counts must sum to at most 256. */
 #include "data/data_internal.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <zlib.h>
 
 static unsigned byte_at(const unsigned char *d, size_t n, size_t i) { return i < n ? d[i] : 0; }
 
@@ -94,4 +96,36 @@ unsigned char *mn__png_drop_empty_idat(const unsigned char *d, size_t n, size_t 
     memcpy(copy + out, d + pos, n - pos);
     *out_size = out + (n - pos);
     return copy;
+}
+
+/* A chunk type as text: its four bytes, a byte that is not a letter written as \xNN. */
+static void chunk_type_text(const unsigned char *t, char out[17]) {
+    int k = 0;
+    for (int i = 0; i < 4; i++) {
+        bool letter = (t[i] >= 'A' && t[i] <= 'Z') || (t[i] >= 'a' && t[i] <= 'z');
+        k += letter ? snprintf(out + k, 17 - (size_t)k, "%c", t[i]) : snprintf(out + k, 17 - (size_t)k, "\\x%02X", t[i]);
+    }
+}
+
+/* PNG: stb_image skips the chunks' CRCs, so a damaged file would decode to wrong pixels. Every
+ * chunk wholly inside the file up to IEND must carry the CRC-32 of its type and data. */
+bool mn__png_crcs_ok(const unsigned char *d, size_t n, const char *name, mn_err *err) {
+    static const unsigned char signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+    if (n < 8 || memcmp(d, signature, 8) != 0) return true; /* not a PNG */
+    size_t pos = 8;
+    while (pos + 12 <= n) {
+        size_t len = (size_t)d[pos] << 24 | (size_t)d[pos + 1] << 16 | (size_t)d[pos + 2] << 8 | d[pos + 3];
+        if (len > n - pos - 12) return true; /* runs past the end: stb_image reports the truncation */
+        const unsigned char *type = d + pos + 4, *c = type + 4 + len;
+        unsigned long want = (unsigned long)c[0] << 24 | (unsigned long)c[1] << 16 | (unsigned long)c[2] << 8 | c[3];
+        if (crc32(0L, type, (uInt)(4 + len)) != want) {
+            char text[17];
+            chunk_type_text(type, text);
+            return mn_err_set(err, "%s: PNG chunk \"%s\" at byte offset %zu fails its CRC check (the file is damaged)",
+                              name, text, pos);
+        }
+        if (!memcmp(type, "IEND", 4)) return true;
+        pos += len + 12;
+    }
+    return true;
 }

@@ -513,6 +513,23 @@ static void corrupt_images_give_errors_naming_the_file(void **state) {
     assert_null(mn_image_load(text, NULL, &err));
     ASSERT_ERR_HAS(err, text);
     ASSERT_ERR_HAS(err, "not a readable PNG, JPEG or BMP");
+    /* a damaged byte in the IDAT data, and one in a chunk's type (named with \xNN, not as a raw byte) */
+    size_t idat = 0;
+    for (size_t i = 8; i + 4 <= size && !idat; i++)
+        if (!memcmp(bytes + i, "IDAT", 4)) idat = i - 4;
+    assert_true(idat > 0);
+    bytes[idat + 10] ^= 0x10;
+    assert_null(mn_image_decode(bytes, size, "damaged.png", NULL, &err));
+    ASSERT_ERR_HAS(err, "damaged.png: PNG chunk \"IDAT\" at byte offset");
+    ASSERT_ERR_HAS(err, "fails its CRC check");
+    bytes[idat + 10] ^= 0x10;
+    bytes[idat + 5] = 0x01;
+    assert_null(mn_image_decode(bytes, size, "type.png", NULL, &err));
+    ASSERT_ERR_HAS(err, "PNG chunk \"I\\x01AT\"");
+    bytes[idat + 5] = 'D';
+    mn_tensor *restored = mn_image_decode(bytes, size, "restored.png", NULL, &err);
+    assert_non_null(restored);
+    mn_release(restored);
     assert_null(mn_image_decode(bytes, 10, "first-ten-bytes", NULL, &err));
     ASSERT_ERR_HAS(err, "first-ten-bytes");
     assert_null(mn_image_load(tmp_path("missing.png"), NULL, &err));
