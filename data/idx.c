@@ -98,7 +98,11 @@ static unsigned char *idx_read(const char *path, int ndim, int64_t *dims, mn_err
                    "file can hold", path, (long long)header - 1, (long long)total, (long long)r.on_disk);
         goto fail;
     }
-    data = mn__xmalloc((size_t)total, "IDX data");
+    data = malloc(total ? (size_t)total : 1);
+    if (!data) {
+        mn_err_set(err, "%s: out of memory allocating %lld bytes for its data", path, (long long)total);
+        goto fail;
+    }
     if (!read_exact(&r, data, total, "pixel/label data", err)) goto fail;
     unsigned char extra;
     int k = gzread(r.f, &extra, 1);
@@ -122,7 +126,12 @@ mn_tensor *mn_idx_read_images(const char *path, mn_err *err) {
     int64_t dims[3];
     unsigned char *data = idx_read(path, 3, dims, err);
     if (!data) return NULL;
-    mn_tensor *x = mn_empty(MN_SHAPE(dims[0], 1, dims[1], dims[2]));
+    mn_tensor *x = mn_try_empty_dtype(MN_F32, MN_SHAPE(dims[0], 1, dims[1], dims[2]));
+    if (!x) {
+        free(data);
+        return mn_err_set(err, "%s: out of memory for %lld images of %lld x %lld pixels", path, (long long)dims[0],
+                          (long long)dims[1], (long long)dims[2]), NULL;
+    }
     float *v = mn_data(x);
     int64_t n = dims[0] * dims[1] * dims[2];
     for (int64_t i = 0; i < n; i++) v[i] = (float)data[i] * (1.0f / 255.0f);
@@ -134,7 +143,11 @@ mn_tensor *mn_idx_read_labels(const char *path, mn_err *err) {
     int64_t n;
     unsigned char *data = idx_read(path, 1, &n, err);
     if (!data) return NULL;
-    mn_tensor *y = mn_empty_dtype(MN_I32, 1, &n);
+    mn_tensor *y = mn_try_empty_dtype(MN_I32, 1, &n);
+    if (!y) {
+        free(data);
+        return mn_err_set(err, "%s: out of memory for %lld labels", path, (long long)n), NULL;
+    }
     int32_t *v = mn_idata(y);
     for (int64_t i = 0; i < n; i++) v[i] = data[i];
     free(data);

@@ -474,7 +474,12 @@ mn_tensor *mn_st_read(const mn_st_file *f, const char *name, mn_err *err) {
             }
         }
     bool is_int = kind == ST_I32 || kind == ST_I64;
-    mn_tensor *out = mn_empty_dtype(is_int ? MN_I32 : MN_F32, t->ndim, t->shape);
+    mn_tensor *out = mn_try_empty_dtype(is_int ? MN_I32 : MN_F32, t->ndim, t->shape);
+    if (!out) {
+        mn_err_set(err, "safetensors '%s': tensor '%s': out of memory allocating %lld bytes for it", f->path, name,
+                   (long long)n * 4);
+        return NULL;
+    }
     float *o = is_int ? NULL : mn_data(out);
     int32_t *oi = is_int ? mn_idata(out) : NULL;
     switch (kind) {

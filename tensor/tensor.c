@@ -75,9 +75,13 @@ int64_t mn_live_bytes(void) { return __atomic_load_n(&g_live_bytes, __ATOMIC_REL
 int64_t mn__peak_live_bytes(void) { return __atomic_load_n(&g_peak_live_bytes, __ATOMIC_RELAXED); }
 int64_t mn_live_tensors(void) { return __atomic_load_n(&g_live_tensors, __ATOMIC_RELAXED); }
 
-mn_storage *mn__storage_new(size_t nbytes) {
+static mn_storage *storage_try_new(size_t nbytes) {
     mn_storage *s = malloc(sizeof *s);
-    if (!s || !(s->data = mn__alloc(nbytes, &s->capacity))) mn_fatal("out of memory allocating %zu bytes", nbytes);
+    if (!s) return NULL;
+    if (!(s->data = mn__alloc(nbytes, &s->capacity))) {
+        free(s);
+        return NULL;
+    }
     s->nbytes = nbytes;
     s->refcount = 1;
     s->version = 0;
@@ -86,6 +90,12 @@ mn_storage *mn__storage_new(size_t nbytes) {
     while (live > peak &&
            !__atomic_compare_exchange_n(&g_peak_live_bytes, &peak, live, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
     }
+    return s;
+}
+
+mn_storage *mn__storage_new(size_t nbytes) {
+    mn_storage *s = storage_try_new(nbytes);
+    if (!s) mn_fatal("out of memory allocating %zu bytes", nbytes);
     return s;
 }
 
@@ -223,7 +233,7 @@ mn_tensor *mn__tensor_struct(mn_dtype dtype, int ndim, const int64_t *shape, con
     return mn_autorelease(t);
 }
 
-mn_tensor *mn_empty_dtype(mn_dtype dtype, int ndim, const int64_t *shape) {
+static mn_tensor *empty(mn_dtype dtype, int ndim, const int64_t *shape, bool may_fail) {
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0) {
             char b[96];
@@ -233,8 +243,14 @@ mn_tensor *mn_empty_dtype(mn_dtype dtype, int ndim, const int64_t *shape) {
     int64_t strides[MN_MAX_DIMS];
     if (ndim > MN_MAX_DIMS) mn_fatal("mn_empty: %d dimensions (at most %d)", ndim, MN_MAX_DIMS);
     mn__contiguous_strides(ndim, shape, strides);
-    mn_storage *s = mn__storage_new((size_t)mn__dims_numel(ndim, shape) * dtype_size(dtype));
-    return mn__tensor_struct(dtype, ndim, shape, strides, 0, s);
+    size_t nbytes = (size_t)mn__dims_numel(ndim, shape) * dtype_size(dtype);
+    mn_storage *s = may_fail ? storage_try_new(nbytes) : mn__storage_new(nbytes);
+    return s ? mn__tensor_struct(dtype, ndim, shape, strides, 0, s) : NULL;
+}
+
+mn_tensor *mn_empty_dtype(mn_dtype dtype, int ndim, const int64_t *shape) { return empty(dtype, ndim, shape, false); }
+mn_tensor *mn_try_empty_dtype(mn_dtype dtype, int ndim, const int64_t *shape) {
+    return empty(dtype, ndim, shape, true);
 }
 
 mn_tensor *mn_empty(int ndim, const int64_t *shape) { return mn_empty_dtype(MN_F32, ndim, shape); }

@@ -104,6 +104,9 @@ void mn_memory_trim(void);
 
 mn_tensor *mn_empty(int ndim, const int64_t *shape);
 mn_tensor *mn_empty_dtype(mn_dtype dtype, int ndim, const int64_t *shape);
+/* As mn_empty_dtype, but NULL when the memory cannot be had (the others abort): for loaders, which
+ * turn it into an error naming the file. */
+mn_tensor *mn_try_empty_dtype(mn_dtype dtype, int ndim, const int64_t *shape);
 mn_tensor *mn_zeros(int ndim, const int64_t *shape);
 mn_tensor *mn_ones(int ndim, const int64_t *shape);
 mn_tensor *mn_full(int ndim, const int64_t *shape, float value);
