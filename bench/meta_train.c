@@ -307,7 +307,8 @@ int main(int argc, char **argv) {
          "steps, as bench/eval_optimizers reports) instead of the lowest mean log loss over all steps"},
         {"--val-every", CLI_INT, &op.val_every, "iterations between validations (0: at each checkpoint)", 0, 1e9},
         {"--resume", CLI_FLAG, &op.resume, "continue the run checkpointed in --out (same options)"},
-        {"--init", CLI_STRING, &op.init, "start from the weights of this optimizer checkpoint"},
+        {"--init", CLI_STRING, &op.init, "start from the weights of this optimizer checkpoint, or from the weights "
+                                         "built into mnemo with builtin (or builtin:KIND, KIND the --optimizer)"},
         {"--data-dir", CLI_STRING, &op.data_dir, "Fashion-MNIST directory (default " MN_FASHION_MNIST_DIR ")"},
     };
     cli_spec spec = {"meta_train", "[options]",
@@ -370,7 +371,15 @@ int main(int argc, char **argv) {
     }
     mn_lopt *o = NULL;
     if (op.init) { /* also when resuming: its random features are the run's */
-        o = mn_lopt_load(op.init, &err);
+        const char *builtin = !strncmp(op.init, "builtin", 7) && (!op.init[7] || op.init[7] == ':') ? op.init + 7 : NULL;
+        mn_lopt_kind asked = kind;
+        if (builtin && *builtin && !mn_lopt_kind_parse(builtin + 1, &asked)) {
+            mn_err_set(&err, "unknown kind \"%s\" in %s (lstm, mnemosyne-c or mnemosyne-t)", builtin + 1, op.init);
+        } else if (builtin && asked != kind) {
+            mn_err_set(&err, "%s is not the --optimizer %s", op.init, op.optimizer);
+        } else {
+            o = builtin ? mn_lopt_pretrained(kind, &err) : mn_lopt_load(op.init, &err);
+        }
         if (o && mn_lopt_get_config(o)->kind != kind) {
             mn_err_set(&err, "%s holds a %s optimizer, not %s", op.init, mn_lopt_kind_name(mn_lopt_get_config(o)->kind),
                        op.optimizer);

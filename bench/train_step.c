@@ -35,7 +35,7 @@ static void usage(const char *prog) {
            "  --warmup N       untimed steps first (default 3)\n"
            "  --mask-prob P    BERT: probability that a position carries an MLM label (default 0.15)\n"
            "  --optimizer SPEC the optimizer stepped (default adamw:1e-4:0.01): sgd:LR[:MOMENTUM],\n"
-           "                   adam:LR, adamw:LR[:WD], lstm, mnemosyne-c, mnemosyne-t[:CKPT] (the learned\n"
+           "                   adam[:LR], adamw[:LR[:WD]], lstm, mnemosyne-c, mnemosyne-t[:CKPT] (the learned\n"
            "                   optimizers with their built-in weights unless CKPT is given)\n"
            "  --seed N         seed for initialisation and data (default 0)\n"
            "  --cpu-time       report the process CPU time per step (all threads) instead of wall time;\n"

@@ -155,7 +155,7 @@ int main(int argc, char **argv) {
         {"--seed", CLI_INT, &s.seed, "random seed of the initial weights and the batch order", 0, 9e15},
         {"--test-size", CLI_INT, &s.test_size, "test images evaluated at the end (of 10000)", 1, 10000},
         {"--optimizer", CLI_STRING, &names[0], "the first optimizer: lstm, mnemosyne-c, mnemosyne-t, or any spec"},
-        {"--baseline", CLI_STRING, &names[1], "the second optimizer: adam:LR, adamw:LR[:WD], sgd:LR[:MOMENTUM], ..."},
+        {"--baseline", CLI_STRING, &names[1], "the second optimizer: adam[:LR], adamw[:LR[:WD]], sgd[:LR[:MOMENTUM]], ..."},
         {"--plot", CLI_STRING, &plot, "SVG file for the two smoothed training-loss curves"},
     };
     cli_spec spec = {"demo", "[options]", about, opts, (int)(sizeof opts / sizeof opts[0])};

@@ -35,6 +35,14 @@ mn_tensor *mn_sgd_update(mn_tensor *param, mn_tensor *grad, mn_tensor *buf, floa
     return p;
 }
 
+/* sqrt(v) with a zero derivative where v is exactly 0 (a coordinate whose gradients have all been 0):
+ * sqrt's own derivative is infinite there, and infinity times the zero of d(g^2)/dg would make
+ * d(new param)/d(grad) NaN. The values are sqrt's, bit for bit. */
+static mn_tensor *sqrt_zero_safe(mn_tensor *v) {
+    mn_tensor *pos = mn_gt(v, mn_scalar(0));
+    return mn_where(pos, mn_sqrt(mn_where(pos, v, mn_ones_like(v))), mn_zeros_like(v));
+}
+
 /* [*] param, grad, m, v -> [*] new param, [*] new m, [*] new v */
 mn_tensor *mn_adam_update(mn_tensor *param, mn_tensor *grad, mn_tensor *m, mn_tensor *v, int64_t step, float lr,
                           float beta1, float beta2, float eps, float weight_decay, bool decoupled, mn_tensor **new_m,
@@ -51,7 +59,7 @@ mn_tensor *mn_adam_update(mn_tensor *param, mn_tensor *grad, mn_tensor *m, mn_te
     if (m) m1 = mn_add(mn_scale(m, beta1), m1);
     if (v) v1 = mn_add(mn_scale(v, beta2), v1);
     mn_tensor *bc2_sqrt = mn_scalar(mn_adam_bc2_sqrt(beta2, step));
-    mn_tensor *denom = mn_add_scalar(mn_div(mn_sqrt(v1), bc2_sqrt), eps);
+    mn_tensor *denom = mn_add_scalar(mn_div(sqrt_zero_safe(v1), bc2_sqrt), eps);
     mn_tensor *step_dir = mn_scale(mn_div(m1, denom), mn_adam_step_size(lr, beta1, step));
     mn_retain(m1);
     mn_retain(v1);

@@ -21,12 +21,12 @@ mn_optimizer *mn_sgd_new(const mn_params *params, float lr, float momentum, bool
 mn_optimizer *mn_adam_new(const mn_params *params, float lr, float beta1, float beta2, float eps, float weight_decay);
 /* AdamW: decoupled weight decay p *= 1 - lr wd before the Adam update (PyTorch's AdamW) */
 mn_optimizer *mn_adamw_new(const mn_params *params, float lr, float beta1, float beta2, float eps, float weight_decay);
-/* From a command-line spec: "sgd:LR[:MOMENTUM]", "adam:LR", "adamw:LR[:WD]", and the learned
+/* From a command-line spec: "sgd[:LR[:MOMENTUM]]", "adam[:LR]", "adamw[:LR[:WD]]", and the learned
  * optimizers "lstm[:CKPT]", "mnemosyne-c[:CKPT]", "mnemosyne-t[:CKPT]", "mnemosyne[:CKPT]" (the
  * variant the checkpoint holds; Mnemosyne-T without one), with lr (the lr_scale) 1. Without CKPT
  * a learned optimizer has the weights built into the library (mn_lopt_pretrained). NULL and err
  * on a bad spec (for CKPT: the checkpoint's errors, or a kind mismatch).
- * Defaults: "sgd:LR" uses momentum 0.9 (not PyTorch's 0: plain SGD is rarely what a
+ * Defaults: learning rate 0.01 for SGD, 1e-3 for Adam and AdamW; "sgd:LR" uses momentum 0.9 (not PyTorch's 0: plain SGD is rarely what a
  * command-line user wants; write "sgd:LR:0" for it), no Nesterov, no weight decay;
  * Adam and AdamW use betas (0.9, 0.999) and eps 1e-8; Adam no weight decay; AdamW
  * weight decay 0.01 (PyTorch's default). */

@@ -36,12 +36,14 @@ static mn_optimizer *make_adamw(const mn_params *p, const double *v) {
     return mn_adamw_new(p, (float)v[0], 0.9f, 0.999f, 1e-8f, (float)v[1]);
 }
 
-#define LR_FIELD {"learning rate", 0, 1e6, true, false, 0}
+/* lr: the learning rate when the spec gives none */
+#define LR_FIELD(lr) {"learning rate", 0, 1e6, true, false, lr}
 static const spec_kind kinds[] = {
-    {"sgd", "sgd:LR[:MOMENTUM]", "sgd:0.1:0.9", 1, 2, {LR_FIELD, {"momentum", 0, 1, false, true, 0.9}}, make_sgd},
-    {"adam", "adam:LR", "adam:1e-3", 1, 1, {LR_FIELD}, make_adam},
-    {"adamw", "adamw:LR[:WD]", "adamw:1e-3:0.01", 1, 2, {LR_FIELD, {"weight decay", 0, 1e6, false, false, 0.01}},
-     make_adamw},
+    {"sgd", "sgd[:LR[:MOMENTUM]]", "sgd:0.1:0.9", 0, 2, {LR_FIELD(0.01), {"momentum", 0, 1, false, true, 0.9}},
+     make_sgd},
+    {"adam", "adam[:LR]", "adam:1e-3", 0, 1, {LR_FIELD(1e-3)}, make_adam},
+    {"adamw", "adamw[:LR[:WD]]", "adamw:1e-3:0.01", 0, 2,
+     {LR_FIELD(1e-3), {"weight decay", 0, 1e6, false, false, 0.01}}, make_adamw},
     {"lstm", "lstm[:CKPT]", "lstm:lstm.safetensors", 0, 1, {{0}}, NULL, mn__lopt_from_spec},
     {"mnemosyne-c", "mnemosyne-c[:CKPT]", "mnemosyne-c:mnemosyne_c.safetensors", 0, 1, {{0}}, NULL, mn__lopt_from_spec},
     {"mnemosyne-t", "mnemosyne-t[:CKPT]", "mnemosyne-t:mnemosyne_t.safetensors", 0, 1, {{0}}, NULL, mn__lopt_from_spec},

@@ -9,6 +9,7 @@
 #include "testutil.h"
 
 #include "data/data.h"
+#include "lopt/lopt.h"
 #include "meta/meta.h"
 
 #include <jansson.h>
@@ -254,12 +255,44 @@ static void the_own_task_example_meta_trains_mnemosyne_t(void **state) {
     mn_lopt_free(trained), mn_lopt_free(builtin);
 }
 
+/* --init builtin starts from the weights built into the library: the same run as --init with a file
+ * holding them (byte for byte); builtin:KIND of another kind than --optimizer is refused. */
+static void init_builtin_is_the_shipped_weights(void **state) {
+    (void)state;
+    if (access(program, X_OK) != 0) skip();
+    mn_err err;
+    mn_lopt *o = mn_lopt_pretrained(MN_LOPT_MNEMOSYNE_T, &err);
+    if (!o) fail_msg("%s", err.msg);
+    char file[PATH_MAX], cmd[8 * PATH_MAX], a[PATH_MAX + 32], b[PATH_MAX + 32];
+    snprintf(file, sizeof file, "%s/shipped_t.safetensors", work_dir);
+    assert_true(mn_lopt_save(o, file, &err));
+    mn_lopt_free(o);
+    const char *inits[2] = {"builtin", file};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "OMP_WAIT_POLICY=passive '%s' --optimizer mnemosyne-t --family quadratic --iterations 2 --val-tasks 0 "
+                 "--checkpoint-every 1 --seed 3 --threads 1 --init '%s' --out '%s/init_%d' > '%s/init_%d.log' 2>&1",
+                 program, inits[i], work_dir, i, work_dir, i);
+        run(cmd);
+    }
+    snprintf(a, sizeof a, "%s/init_0/optimizer.safetensors", work_dir);
+    snprintf(b, sizeof b, "%s/init_1/optimizer.safetensors", work_dir);
+    size_t na, nb;
+    char *wa = slurp(a, &na), *wb = slurp(b, &nb);
+    assert_true(na == nb && memcmp(wa, wb, na) == 0);
+    free(wa), free(wb);
+    snprintf(cmd, sizeof cmd, "'%s' --optimizer mnemosyne-t --family quadratic --iterations 1 --init builtin:lstm "
+             "--out '%s/init_bad' 2>&1 | grep -q 'builtin:lstm is not the --optimizer mnemosyne-t'", program, work_dir);
+    run(cmd);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(kept_weights_follow_the_chosen_validation_measure),
         cmocka_unit_test(pes_resumes_exactly_and_ignores_the_thread_count),
         cmocka_unit_test(mpi_ranks_give_the_weights_of_one_process),
         cmocka_unit_test(the_own_task_example_meta_trains_mnemosyne_t),
+        cmocka_unit_test(init_builtin_is_the_shipped_weights),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -306,6 +306,41 @@ static void update_rules_pass_gradient_checks(void **state) {
     }
 }
 
+/* Where a gradient is exactly 0 (and so is the second moment) the update is still differentiable:
+ * d(new p)/d(g) = -lr / (1 - b1^t) * (1 - b1) / eps in closed form at m = v = 0 (the |g| in the
+ * denominator contributes m1 * d|g| = 0), finite to second order, with the same values as the fused step. */
+static mn_tensor *adam_first_step(mn_tensor *const *in, void *ctx) {
+    (void)ctx;
+    return mn_adam_update(in[0], in[1], NULL, NULL, 1, 0.1f, 0.9f, 0.999f, 1e-3f, 0, false, NULL, NULL);
+}
+
+static void adam_update_is_finite_at_zero_gradients(void **state) {
+    (void)state;
+    mn_scope sc = mn_scope_begin();
+    mn_tensor *p = mn_requires_grad(tu_rand(45, MN_SHAPE(5), -1, 1), true);
+    mn_tensor *g = mn_requires_grad(mn_from_data(MN_SHAPE(5), (float[]){0, 0.5f, 0, -0.25f, 0}), true);
+    mn_tensor *in[2] = {p, g};
+    mn_tensor *out = adam_first_step(in, NULL);
+    mn_tensor *dg = mn_grad1(mn_sum(out, 0, NULL, false), g, MN_CREATE_GRAPH);
+    const float want0 = -0.1f / (1 - 0.9f) * (1 - 0.9f) / 1e-3f;
+    for (int i = 0; i < 5; i++) {
+        float d = mn_data(dg)[i];
+        if (!isfinite(d)) fail_msg("d(new p)/d(g)[%d] = %g", i, d);
+        if (mn_data(g)[i] == 0) assert_float_equal(d, want0, 1e-3 * fabs(want0));
+        assert_float_equal(mn_data(out)[i], mn_data(p)[i] - (mn_data(g)[i] == 0 ? 0 : 0.1f * (mn_data(g)[i] > 0 ? 1 : -1)), 1e-3);
+    }
+    mn_tensor *d2 = mn_grad1(mn_sum(mn_square(dg), 0, NULL, false), g, 0); /* through the backward pass */
+    for (int i = 0; i < 5; i++)
+        if (!isfinite(mn_data(d2)[i])) fail_msg("second order [%d] = %g", i, mn_data(d2)[i]);
+    /* and v = 0 given explicitly (a later step whose gradients were all 0 so far) */
+    mn_tensor *zero = mn_zeros(MN_SHAPE(5));
+    mn_tensor *out2 = mn_adam_update(p, g, zero, zero, 3, 0.1f, 0.9f, 0.999f, 1e-3f, 0, false, NULL, NULL);
+    mn_tensor *dg2 = mn_grad1(mn_sum(out2, 0, NULL, false), g, 0);
+    for (int i = 0; i < 5; i++)
+        if (!isfinite(mn_data(dg2)[i])) fail_msg("v = 0: d/d(g)[%d] = %g", i, mn_data(dg2)[i]);
+    mn_scope_end(sc);
+}
+
 /* ---- convergence ------------------------------------------------------------------------ */
 
 enum { LS_ROWS = 24, LS_COLS = 6 };
@@ -660,7 +695,8 @@ static void specs_build_optimizers_and_reject_bad_ones(void **state) {
         int64_t bytes_per_param;
     } good[] = {{"sgd:0.1", "sgd", 0.1f, 4}, {"sgd:0.5:0", "sgd", 0.5f, 0}, {"sgd:1e-2:0.95", "sgd", 1e-2f, 4},
                 {"adam:1e-3", "adam", 1e-3f, 8}, {"adamw:3e-4", "adamw", 3e-4f, 8},
-                {"adamw:3e-4:0.1", "adamw", 3e-4f, 8}};
+                {"adamw:3e-4:0.1", "adamw", 3e-4f, 8}, {"adamw", "adamw", 1e-3f, 8}, {"adam", "adam", 1e-3f, 8},
+                {"sgd", "sgd", 0.01f, 4}};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         mn_optimizer *o = mn_optim_from_spec(good[i].spec, &ps, &err);
         if (!o) fail_msg("%s: %s", good[i].spec, err.msg);
@@ -681,10 +717,9 @@ static void specs_build_optimizers_and_reject_bad_ones(void **state) {
         const char *spec, *w1, *w2;
     } bad[] = {
         {"", "empty", NULL},
-        {"rmsprop:1e-3", "unknown optimizer \"rmsprop\"", "adamw:LR[:WD]"},
-        {"adam", "0 values", "adam:LR"},
-        {"adam:1e-3:0.1", "2 values", "adam:LR"},
-        {"sgd:0.1:0.9:1", "3 values", "sgd:LR[:MOMENTUM]"},
+        {"rmsprop:1e-3", "unknown optimizer \"rmsprop\"", "adamw[:LR[:WD]]"},
+        {"adam:1e-3:0.1", "2 values", "adam[:LR]"},
+        {"sgd:0.1:0.9:1", "3 values", "sgd[:LR[:MOMENTUM]]"},
         {"adam:fast", "learning rate \"fast\" is not a number", NULL},
         {"adam:", "learning rate \"\"", NULL},
         {"sgd:0.1:", "momentum \"\"", NULL},
@@ -761,6 +796,7 @@ int main(void) {
         cmocka_unit_test(no_decay_parameters_are_not_decayed),
         cmocka_unit_test(functional_rules_equal_the_inplace_step),
         cmocka_unit_test(update_rules_pass_gradient_checks),
+        cmocka_unit_test(adam_update_is_finite_at_zero_gradients),
         cmocka_unit_test(sgd_and_adam_reach_the_least_squares_solution),
         cmocka_unit_test(schedules_match_closed_forms),
         cmocka_unit_test(clip_grad_norm_matches_brute_force),
