@@ -342,6 +342,43 @@ static void too_many_threads_are_capped(void **state) {
         fail_msg("expected a capped run with a warning, got status %d:\n%s", r.status, r.out);
 }
 
+/* What the banner says is what runs: --lr scales a learned optimizer's step (a different run, and the
+ * banner says so); --weight-decay is only remarked on when given; a --warmup spanning the run is warned
+ * about, and a program's default warm-up is cut to a tenth of a short run. */
+static void options_say_what_they_do(void **state) {
+    (void)state;
+    need("train_mlp", MN_FASHION_MNIST_DIR);
+    run_result a, b;
+    const char *base = "--steps 12 --batch 16 --hidden 8 --log-every 1 --eval-every 100 --optimizer mnemosyne-t";
+    char args[2 * PATH_MAX];
+    snprintf(args, sizeof args, "%s --out lr_a", base);
+    run("train_mlp", args, &a);
+    snprintf(args, sizeof args, "%s --out lr_b --lr 0.25", base);
+    run("train_mlp", args, &b);
+    if (a.status || b.status) fail_msg("exit status %d / %d:\n%s\n%s", a.status, b.status, a.out, b.out);
+    if (!strstr(a.out, "mnemosyne-t lr scale 1,") || !strstr(b.out, "mnemosyne-t lr scale 0.25,"))
+        fail_msg("banners do not name the step scale:\n%s\n%s", a.out, b.out);
+    char *ra = records("lr_a", "\"final\"", ", \"mean_epoch_seconds\""), *rb = records("lr_b", "\"final\"",
+                                                                                        ", \"mean_epoch_seconds\"");
+    if (!strcmp(ra, rb)) fail_msg("--lr 0.25 gave the same run as the default:\n%s", ra);
+    free(ra), free(rb);
+    if (strstr(a.out, "--weight-decay")) fail_msg("a note on --weight-decay that was not given:\n%s", a.out);
+    snprintf(args, sizeof args, "%s --out lr_c --weight-decay 0.1 --warmup 50", base);
+    run("train_mlp", args, &a);
+    if (a.status || !strstr(a.out, "--weight-decay applies to adamw only") ||
+        !strstr(a.out, "--warmup 50 spans the whole run of 12 steps"))
+        fail_msg("expected the weight-decay note and the warm-up warning:\n%s", a.out);
+    char model[PATH_MAX + 64];
+    snprintf(model, sizeof model, "%s/../../../tests/golden/vit", examples_dir);
+    unsigned char labels[8] = {0, 1, 0, 1, 0, 1, 1, 0};
+    write_idx("wu_x.idx", "wu_y.idx", 8, labels);
+    snprintf(args, sizeof args, "--model '%s' --idx-images wu_x.idx --idx-labels wu_y.idx --steps 30 --batch 4 "
+             "--out wu_out --save wu_ck", model);
+    run("vit_finetune", args, &a);
+    if (a.status || !strstr(a.out, "warm-up shortened from the default 20 steps to 3") || !strstr(a.out, "warm-up 3)"))
+        fail_msg("expected the default warm-up cut to 3 steps:\n%s", a.out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(mlp_resumed_run_continues_exactly),
@@ -355,6 +392,7 @@ int main(void) {
         cmocka_unit_test(idx_label_gap_is_refused),
         cmocka_unit_test(unwritable_log_is_an_error),
         cmocka_unit_test(too_many_threads_are_capped),
+        cmocka_unit_test(options_say_what_they_do),
     };
     return cmocka_run_group_tests(tests, make_work_dir, remove_work_dir);
 }

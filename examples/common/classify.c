@@ -89,22 +89,9 @@ static bool plot(const clf_opts *o, const trainer *t) {
     return ok;
 }
 
-/* The weight decay run_make_optimizer gives: AdamW's (from its spec, --weight-decay or 0.01), else 0
- * (Adam and SGD from a spec have none); -1 for optimizers without parameter groups of their own. */
-static double optimizer_weight_decay(const run_opts *r) {
-    const char *o = r->optimizer, *colon = strchr(o, ':');
-    size_t kind = colon ? (size_t)(colon - o) : strlen(o);
-    if (kind == 5 && !strncmp(o, "adamw", 5)) {
-        const char *wd = colon ? strchr(colon + 1, ':') : NULL;
-        return wd ? atof(wd + 1) : !colon && r->weight_decay >= 0 ? r->weight_decay : 0.01;
-    }
-    if ((kind == 4 && !strncmp(o, "adam", 4)) || (kind == 3 && !strncmp(o, "sgd", 3))) return 0;
-    return -1;
-}
-
 /* lr_scale for every parameter under lr_prefix, keeping each one's weight decay. */
 static bool scale_group(const clf_opts *o, const run_opts *r, const mn_params *params, mn_optimizer *opt) {
-    double wd = optimizer_weight_decay(r);
+    double wd = run_weight_decay(r);
     if (wd < 0) {
         fprintf(stderr, "%s: a learning-rate scale for %s* needs adamw, adam or sgd, not %s\n", o->prog, o->lr_prefix,
                 r->optimizer);

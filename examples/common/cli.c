@@ -46,13 +46,14 @@ int cli_parse(const cli_spec *s, int argc, char **argv, const char **positional,
             positional[npos++] = a;
             continue;
         }
-        const cli_opt *o = NULL;
+        cli_opt *o = NULL;
         for (int k = 0; k < s->n_opts; k++)
             if (!strcmp(s->opts[k].name, a)) o = &s->opts[k];
         if (!o) {
             fprintf(stderr, "%s: unknown option %s (see --help)\n", s->prog, a);
             return 2;
         }
+        o->given = true;
         if (o->kind == CLI_FLAG) {
             *(bool *)o->target = true;
             continue;
@@ -114,4 +115,10 @@ int cli_threads(const char *prog, long requested) {
     requested = cli_cap_threads(prog, requested);
     if (requested > 0) omp_set_num_threads((int)requested);
     return requested > 0 ? (int)requested : omp_get_max_threads();
+}
+
+bool cli_given(const cli_spec *s, const char *name) {
+    for (int k = 0; k < s->n_opts; k++)
+        if (!strcmp(s->opts[k].name, name)) return s->opts[k].given;
+    return false;
 }

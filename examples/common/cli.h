@@ -15,6 +15,7 @@ typedef struct {
     void *target;      /* long *, double *, const char **, bool * */
     const char *help;  /* one line; the default is printed from *target */
     double min, max;   /* accepted range for numbers (both 0: any) */
+    bool given;        /* set by cli_parse when the command line has it */
 } cli_opt;
 
 /* Applies --threads: more threads than cores only slows the work down (and a slip such as 1000
@@ -39,6 +40,9 @@ typedef struct {
     cli_opt *opts;
     int n_opts;
 } cli_spec;
+
+/* True if the command line gave option name (after cli_parse). */
+bool cli_given(const cli_spec *s, const char *name);
 
 /* Parses argv. Positional arguments are collected in order into positional
  * (at most max_positional; the count goes to *n_positional; pass NULL/0 to

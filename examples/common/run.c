@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,10 +21,14 @@ static int add_common_options(cli_opt *opts, int n, int cap, run_opts *r) {
          "adamw | adam | sgd | lstm | mnemosyne-c | mnemosyne-t, or a full spec such as adamw:1e-3:0.05"},
         {"--optimizer-checkpoint", CLI_STRING, &r->optimizer_checkpoint,
          "learned optimizers: a checkpoint written by bench/meta_train (default: the weights built into mnemo)"},
-        {"--lr", CLI_FLOAT, &r->lr, "learning rate (ignored when --optimizer gives one)", 0, 10},
+        {"--lr", CLI_FLOAT, &r->lr, "learning rate (ignored when --optimizer gives one); for lstm and mnemosyne-* "
+                                    "a multiplier of their meta-trained step (default for them: 1)", 0, 10},
         {"--weight-decay", CLI_FLOAT, &r->weight_decay, "AdamW's decoupled weight decay (-1: its default, 0.01)", -1, 10},
         {"--schedule", CLI_STRING, &r->schedule, "learning-rate schedule: constant, linear or cosine"},
-        {"--warmup", CLI_INT, &r->warmup, "linear warm-up steps", 0, 1e9},
+        {"--warmup", CLI_INT, &r->warmup, "linear warm-up steps (the default is cut to a tenth of a short run)", 0,
+         1e9},
+        {"--warmup-ratio", CLI_FLOAT, &r->warmup_ratio, "warm-up as a share of the run's steps (instead of --warmup)",
+         0, 1},
         {"--clip", CLI_FLOAT, &r->clip, "clip the global gradient norm (0: off)", 0, 1e9},
         {"--steps", CLI_INT, &r->steps, "training steps (0: use --epochs)", 0, 1e12},
         {"--epochs", CLI_INT, &r->epochs, "training epochs (when --steps is 0)", 0, 1e6},
@@ -80,6 +85,13 @@ int run_parse_command_line(cli_spec *spec, int cap, run_opts *r, int argc, char 
     spec->n_opts = add_common_options(spec->opts, spec->n_opts, cap, r);
     int rc = cli_parse(spec, argc, argv, NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : 2;
+    r->lr_given = cli_given(spec, "--lr");
+    r->weight_decay_given = cli_given(spec, "--weight-decay");
+    r->warmup_given = cli_given(spec, "--warmup");
+    if (r->warmup_given && cli_given(spec, "--warmup-ratio")) {
+        fprintf(stderr, "%s: give --warmup or --warmup-ratio, not both\n", spec->prog);
+        return 2;
+    }
     if (!setup(r, spec->prog)) return 2;
     if (!resolve_resume(r, spec->prog)) return 1;
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -104,8 +116,10 @@ mn_optimizer *run_make_optimizer(const run_opts *r, const mn_params *params, mn_
     } else if (strchr(o, ':') || learned) snprintf(spec, sizeof spec, "%s", o);
     else if (!strcmp(o, "adamw") && r->weight_decay >= 0) snprintf(spec, sizeof spec, "adamw:%g:%g", r->lr, r->weight_decay);
     else snprintf(spec, sizeof spec, "%s:%g", o, r->lr);
-    if (r->weight_decay >= 0 && strcmp(o, "adamw"))
+    if (r->weight_decay_given && strcmp(o, "adamw"))
         fprintf(stderr, "note: --weight-decay applies to adamw only; ignored for %s\n", o);
+    if (r->lr_given && strchr(o, ':') && !learned)
+        fprintf(stderr, "note: --lr is ignored: --optimizer %s gives the learning rate\n", o);
     return mn_optim_from_spec(spec, params, err);
 }
 
@@ -120,14 +134,59 @@ mn_tensor *run_eval_rows(int64_t at, int64_t batch, int64_t n) {
     return rows;
 }
 
-void run_apply_schedule(const run_opts *r, mn_optimizer *o, int64_t step, int64_t total) {
-    mn_schedule s = {MN_SCHED_CONSTANT, 0, 0, r->warmup, total};
-    mn_schedule_parse(r->schedule, &s.kind);
+static bool is_learned(const char *o) { return !strncmp(o, "lstm", 4) || !strncmp(o, "mnemosyne", 9); }
+
+/* The base learning rate (learned optimizers: the step scale) the schedule multiplies. */
+static double base_lr(const run_opts *r) {
+    if (is_learned(r->optimizer)) return r->lr_given ? r->lr : 1.0;
     const char *colon = strchr(r->optimizer, ':');
-    s.base_lr = colon ? (float)atof(colon + 1) : (float)r->lr;
-    bool learned = !strncmp(r->optimizer, "lstm", 4) || !strncmp(r->optimizer, "mnemosyne", 9);
-    if (learned) s.base_lr = 1.0f; /* learned optimizers take the schedule as a multiplier */
+    return colon ? atof(colon + 1) : r->lr;
+}
+
+void run_apply_schedule(const run_opts *r, mn_optimizer *o, int64_t step, int64_t total, int64_t warmup) {
+    mn_schedule s = {MN_SCHED_CONSTANT, (float)base_lr(r), 0, warmup, total};
+    mn_schedule_parse(r->schedule, &s.kind);
     mn_optim_set_lr(o, mn_schedule_lr(&s, step));
+}
+
+int64_t run_warmup_steps(const run_opts *r, int64_t total, const char *prog) {
+    if (r->warmup_ratio > 0) return (int64_t)ceil(r->warmup_ratio * (double)total);
+    if (r->warmup_given) {
+        if (r->warmup >= total && total > 0)
+            fprintf(stderr, "%s: warning: --warmup %ld spans the whole run of %lld steps: the learning rate never "
+                    "reaches its full value\n", prog, r->warmup, (long long)total);
+        return r->warmup;
+    }
+    if (r->warmup <= total / 10) return r->warmup;
+    int64_t w = total / 10;
+    fprintf(stderr, "%s: note: warm-up shortened from the default %ld steps to %lld, a tenth of this %lld-step run "
+            "(--warmup or --warmup-ratio sets it)\n", prog, r->warmup, (long long)w, (long long)total);
+    return w;
+}
+
+double run_weight_decay(const run_opts *r) {
+    const char *o = r->optimizer, *colon = strchr(o, ':');
+    size_t kind = colon ? (size_t)(colon - o) : strlen(o);
+    if (kind == 5 && !strncmp(o, "adamw", 5)) {
+        const char *wd = colon ? strchr(colon + 1, ':') : NULL;
+        return wd ? atof(wd + 1) : !colon && r->weight_decay >= 0 ? r->weight_decay : 0.01;
+    }
+    if ((kind == 4 && !strncmp(o, "adam", 4)) || (kind == 3 && !strncmp(o, "sgd", 3))) return 0;
+    return -1;
+}
+
+void run_describe_optimizer(const run_opts *r, char *buf, size_t size) {
+    const char *o = r->optimizer, *colon = strchr(o, ':');
+    int kind = colon ? (int)(colon - o) : (int)strlen(o);
+    if (is_learned(o)) {
+        const char *ckpt = r->optimizer_checkpoint ? r->optimizer_checkpoint : colon ? colon + 1 : NULL;
+        snprintf(buf, size, "%.*s lr scale %g, %s%s", kind, o, base_lr(r), ckpt ? "weights " : "built-in weights",
+                 ckpt ? ckpt : "");
+        return;
+    }
+    double wd = run_weight_decay(r);
+    int n = snprintf(buf, size, "%.*s lr %g", kind, o, base_lr(r));
+    if (wd > 0 && n >= 0 && (size_t)n < size) snprintf(buf + n, size - (size_t)n, " wd %g", wd);
 }
 
 bool metrics_open(metrics_log *m, const char *path, bool append, mn_err *err) {

@@ -11,10 +11,12 @@
 typedef struct {
     const char *optimizer;  /* "adamw", "adam", "sgd", or a full spec "adamw:1e-3:0.05", "mnemosyne-t" ... */
     const char *optimizer_checkpoint; /* learned optimizers: weights to use instead of the built-in ones */
-    double lr;              /* used when optimizer names no lr */
+    double lr;              /* used when optimizer names no lr; learned optimizers: their step scale */
     double weight_decay;    /* AdamW / SGD decoupled-or-L2 decay; < 0: the optimizer's default */
     const char *schedule;   /* constant | linear | cosine */
-    long warmup;            /* warm-up steps */
+    long warmup;            /* warm-up steps (a program's default is shortened on short runs) */
+    double warmup_ratio;    /* > 0: warm-up as this share of the run's steps instead */
+    bool lr_given, weight_decay_given, warmup_given; /* on the command line (set by run_parse_command_line) */
     double clip;            /* global gradient-norm clip; 0: off */
     long steps, epochs;     /* steps > 0 wins over epochs */
     long batch;
@@ -36,8 +38,19 @@ int run_fail(const char *prog, const char *msg, int status);
 /* The optimizer spec from --optimizer/--lr/--weight-decay ("adamw" + lr 1e-3 -> "adamw:0.001"), or for a
  * learned optimizer from --optimizer/--optimizer-checkpoint ("mnemosyne-t" + FILE -> "mnemosyne-t:FILE"). */
 mn_optimizer *run_make_optimizer(const run_opts *r, const mn_params *params, mn_err *err);
-/* lr for this step from --schedule/--warmup over total steps; applied to the optimizer. */
-void run_apply_schedule(const run_opts *r, mn_optimizer *o, int64_t step, int64_t total);
+/* lr for this step from --schedule over total steps with warmup steps of warm-up; applied to the
+ * optimizer. A learned optimizer takes the schedule as a multiplier of its step scale: --lr when
+ * given, else 1 (its meta-trained step). */
+void run_apply_schedule(const run_opts *r, mn_optimizer *o, int64_t step, int64_t total, int64_t warmup);
+/* The warm-up steps of a total-step run: --warmup-ratio x total, --warmup as given (with a warning
+ * when it spans the whole run), or the program's default shortened to a tenth of a short run (said). */
+int64_t run_warmup_steps(const run_opts *r, int64_t total, const char *prog);
+/* The weight decay the optimizer gets: AdamW's (its spec, --weight-decay or 0.01), 0 for Adam and SGD,
+ * -1 for the learned optimizers (they have none). */
+double run_weight_decay(const run_opts *r);
+/* What the run uses, for banners and logs: "adamw lr 0.001 wd 0.05", "mnemosyne-t lr scale 1, built-in
+ * weights". */
+void run_describe_optimizer(const run_opts *r, char *buf, size_t size);
 /* Total steps from --steps or --epochs x batches_per_epoch. */
 int64_t run_total_steps(const run_opts *r, int64_t batches_per_epoch);
 /* One evaluation batch over n samples in order: I32 [B] holding at, at + 1, ..., B = min(batch, n - at). */

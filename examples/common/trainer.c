@@ -54,8 +54,11 @@ int trainer_start(trainer *t, const mn_params *params, const char *out_dir) {
     const run_opts *r = t->r;
     mn_err err;
     if (!(t->opt = run_make_optimizer(r, params, &err))) return run_fail(t->prog, err.msg, 2);
-    train_args_add(&t->args, "optimizer", "%s lr %g wd %g", r->optimizer, r->lr, r->weight_decay);
-    train_args_add(&t->args, "schedule", "%s warmup %ld clip %g", r->schedule, r->warmup, r->clip);
+    char described[512];
+    run_describe_optimizer(r, described, sizeof described);
+    t->warmup = run_warmup_steps(r, t->total, t->prog);
+    train_args_add(&t->args, "optimizer", "%s", described);
+    train_args_add(&t->args, "schedule", "%s warmup %lld clip %g", r->schedule, (long long)t->warmup, r->clip);
     train_args_add(&t->args, "steps", "%ld epochs %ld", r->steps, r->epochs);
     train_args_add(&t->args, "batch", "%ld", r->batch);
     train_args_add(&t->args, "seed", "%ld", r->seed);
@@ -67,10 +70,10 @@ int trainer_start(trainer *t, const mn_params *params, const char *out_dir) {
     snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
     if (!metrics_open(&t->log, r->log_path ? r->log_path : path, r->resume_dir != NULL, &err))
         return run_fail(t->prog, err.msg, 1);
-    printf("%s: steps %lld..%lld of %lld (%.2f epochs of %lld batches), batch %ld, %s lr %g (%s, warm-up %ld), "
+    printf("%s: steps %lld..%lld of %lld (%.2f epochs of %lld batches), batch %ld, %s (%s, warm-up %lld), "
            "%d threads\n", t->prog, (long long)t->start + 1, (long long)t->stop, (long long)t->total,
-           (double)t->total / (double)t->per_epoch, (long long)t->per_epoch, r->batch, r->optimizer, r->lr,
-           r->schedule, r->warmup, omp_get_max_threads());
+           (double)t->total / (double)t->per_epoch, (long long)t->per_epoch, r->batch, described, r->schedule,
+           (long long)t->warmup, omp_get_max_threads());
     if (r->stop_at && !r->save_dir)
         fprintf(stderr, "%s: note: --stop-at without --save leaves nothing to resume from\n", t->prog);
     return 0;
@@ -90,7 +93,7 @@ bool trainer_clip_and_check(const trainer *t, const mn_params *params, float los
 }
 
 void trainer_update(trainer *t, int64_t step) {
-    run_apply_schedule(t->r, t->opt, step - 1, t->total);
+    run_apply_schedule(t->r, t->opt, step - 1, t->total, t->warmup);
     mn_optim_step(t->opt);
 }
 

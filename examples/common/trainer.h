@@ -22,6 +22,7 @@ typedef struct {
     char eval_names[2][64]; /* the evaluation curves' names */
     int64_t per_epoch;  /* batches per epoch */
     int64_t total;      /* steps planned (--steps, or --epochs x per_epoch) */
+    int64_t warmup;     /* warm-up steps (run_warmup_steps) */
     int64_t start;      /* steps done before this run (0, or the resumed checkpoint's) */
     int64_t stop;       /* the last step of this run (--stop-at, or total) */
     int64_t saved_step; /* the step of this run's last checkpoint to --save (-1: none written) */
