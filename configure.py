@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """configure.py - probe the toolchain and write build.ninja for mnemo.
 
-Run `./configure.py --help` for the options.  The generated build.ninja is
-committed, so everything written into it is relative to the repository root
-(apart from standard system locations such as the install prefix).
+Run `./configure.py --help` for the options.  The generated build.ninja is not
+committed (every checkout writes its own); paths in it are relative to the
+repository root (apart from standard system locations such as the install prefix).
 
 Source layout (globbed each time this script runs; build.ninja re-runs it by
 itself when a source folder gains or loses a file):
