@@ -114,10 +114,18 @@ bool mn_fashion_mnist_load(const char *dir, bool train, bool normalize, mn_datas
  * before decoding: at most 2^27 pixels, no more pixels than the file's bytes
  * can encode (2048 per byte), and JPEG Huffman tables that would overflow
  * stb_image 2.27's decoder are refused. */
+/* What loading did to images to fit the options, for a program to tell its user. */
+typedef struct {
+    int64_t images, resized, converted; /* converted: grey to RGB, colour to grey, or an alpha channel dropped */
+    int first_height, first_width, first_channels; /* the first changed image as stored (channels incl. alpha) */
+    char first[256];                               /* and its name */
+} mn_image_changes;
+
 typedef struct {
     int height, width;       /* output size; 0, 0 keeps the stored size */
     int channels;            /* 1 (grayscale) or 3 (RGB); 0 means 3 */
     const float *mean, *std; /* per channel: x = (x - mean) / std; NULL leaves [0, 1] */
+    mn_image_changes *changes; /* optional: counts added to (not thread-safe: one loader at a time) */
 } mn_image_opts;
 
 /* One image -> [C, H, W]. Grey images are replicated to RGB and colour images

@@ -78,6 +78,17 @@ static mn_tensor *decode(const unsigned char *data, size_t size, const char *nam
         return mn_err_set(err, "%s: image of %d x %d pixels is empty", name, w, h), NULL;
     }
     mn_scope sc = mn_scope_begin();
+    if (o.changes) {
+        mn_image_changes *ch = o.changes;
+        bool resized = o.height && (h != o.height || w != o.width);
+        bool converted = c == 2 || c == 4 || (c == 1) != (o.channels == 1);
+        ch->images++;
+        ch->resized += resized, ch->converted += converted;
+        if ((resized || converted) && !ch->first[0]) {
+            ch->first_height = h, ch->first_width = w, ch->first_channels = c;
+            snprintf(ch->first, sizeof ch->first, "%s", name);
+        }
+    }
     int64_t C = o.channels, plane = (int64_t)w * h;
     mn_tensor *t = mn_empty(MN_SHAPE(C, h, w));
     float *v = mn_data(t);

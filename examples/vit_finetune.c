@@ -61,8 +61,10 @@ static bool load_data(const options *o, const run_opts *r, int size, int channel
         if (per_class < 0) per_class = 50;
     } else {
         if (o->images) {
-            mn_image_opts io = {.height = size, .width = size, .channels = channels};
+            mn_image_changes ch = {0};
+            mn_image_opts io = {.height = size, .width = size, .channels = channels, .changes = &ch};
             if (!mn_image_folder_load(o->images, &io, &all, err)) return false;
+            img_print_changes(prog, &ch, size, channels);
         } else if (!img_idx_load(o->idx_images, o->idx_labels, &all, err)) {
             return false;
         }
@@ -250,6 +252,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: %s\n", prog, err.msg);
         return 1;
     }
+    if (train.x->shape[1] != C || train.x->shape[2] != S || train.x->shape[3] != S)
+        fprintf(stderr, "%s: note: the %lld x %lld images with %lld channel%s are converted to the model's %d x %d with %d "
+                "channel%s\n", prog, (long long)train.x->shape[3], (long long)train.x->shape[2],
+                (long long)train.x->shape[1], train.x->shape[1] == 1 ? "" : "s", S, S, C, C == 1 ? "" : "s");
     img_dataset_prepare(&train, &b.pre, C);
     img_dataset_prepare(&test, &b.pre, C);
     img_print_class_counts(&train, "training set");

@@ -385,7 +385,10 @@ static void image_folder_sorted_classes_labels_and_resize(void **state) {
     write_text(tmp_path("folder/cat/notes.txt"), "not an image, skipped");
     mn_err err;
     mn_dataset d = {0};
-    if (!mn_image_folder_load(root, &(mn_image_opts){.channels = 1}, &d, &err)) fail_msg("%s", err.msg);
+    mn_image_changes same = {0};
+    if (!mn_image_folder_load(root, &(mn_image_opts){.channels = 1, .changes = &same}, &d, &err))
+        fail_msg("%s", err.msg);
+    assert_true(same.images == 3 && same.resized == 0 && same.converted == 0 && !same.first[0]);
     assert_int_equal(d.n_classes, 2);
     assert_string_equal(d.class_names[0], "cat");
     assert_string_equal(d.class_names[1], "dog");
@@ -401,8 +404,12 @@ static void image_folder_sorted_classes_labels_and_resize(void **state) {
     mn_dataset_free(&d);
 
     /* resized to 2x2 as RGB: each image equals mn_image_resize of its pixels */
-    if (!mn_image_folder_load(root, &(mn_image_opts){.height = 2, .width = 2}, &d, &err)) fail_msg("%s", err.msg);
+    mn_image_changes ch = {0};
+    if (!mn_image_folder_load(root, &(mn_image_opts){.height = 2, .width = 2, .changes = &ch}, &d, &err))
+        fail_msg("%s", err.msg);
     assert_true(d.x->shape[1] == 3 && d.x->shape[2] == 2 && d.x->shape[3] == 2);
+    assert_true(ch.images == 3 && ch.resized == 3 && ch.converted == 3); /* grey 4x4 -> RGB 2x2 */
+    assert_true(strstr(ch.first, "only.png") && ch.first_height == 4 && ch.first_width == 4 && ch.first_channels == 1);
     mn_scope sc = mn_scope_begin();
     float fa[16];
     for (int i = 0; i < 16; i++) fa[i] = a[i] / 255.0f;

@@ -377,6 +377,8 @@ static void options_say_what_they_do(void **state) {
     run("vit_finetune", args, &a);
     if (a.status || !strstr(a.out, "warm-up shortened from the default 20 steps to 3") || !strstr(a.out, "warm-up 3)"))
         fail_msg("expected the default warm-up cut to 3 steps:\n%s", a.out);
+    if (!strstr(a.out, "the 28 x 28 images with 1 channel are converted to the model's 8 x 8 with 3 channels"))
+        fail_msg("expected a notice that the images are converted:\n%s", a.out);
 }
 
 int main(void) {

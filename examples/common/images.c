@@ -190,6 +190,16 @@ mn_tensor *img_prepare(const img_preproc *p, int channels, mn_tensor *x) {
     return mn_scope_return(sc, x);
 }
 
+void img_print_changes(const char *prog, const mn_image_changes *ch, int size, int channels) {
+    if (!ch->resized && !ch->converted) return;
+    static const char *kinds[] = {"?", "grey", "grey + alpha", "RGB", "RGBA"};
+    int c = ch->first_channels >= 1 && ch->first_channels <= 4 ? ch->first_channels : 0;
+    fprintf(stderr, "%s: note: of %lld images, %lld were resized to the model's %d x %d and %lld converted to %s "
+            "(the first: %s, %d x %d %s)\n", prog, (long long)ch->images, (long long)ch->resized, size, size,
+            (long long)ch->converted, channels == 1 ? "grey" : "RGB", ch->first, ch->first_width, ch->first_height,
+            kinds[c]);
+}
+
 void img_dataset_prepare(mn_dataset *d, const img_preproc *p, int channels) {
     mn_scope sc = mn_scope_begin();
     mn_tensor *x = img_prepare(p, channels, d->x);

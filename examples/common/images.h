@@ -36,6 +36,8 @@ bool img_preproc_check(const img_preproc *p, int channels, int image_size, const
  * weights), resized, rescaled and normalised as p says. A new tensor. */
 mn_tensor *img_prepare(const img_preproc *p, int channels, mn_tensor *x);
 /* Replaces d->x (pixels in [0, 1]) by img_prepare(p, channels, d->x). */
+/* A note on stderr when loading resized or converted images (ch from mn_image_opts.changes). */
+void img_print_changes(const char *prog, const mn_image_changes *ch, int size, int channels);
 void img_dataset_prepare(mn_dataset *d, const img_preproc *p, int channels);
 /* An image file (PNG, JPEG, BMP) prepared for the model -> [1, channels, height, width];
  * NULL and err (naming the file) when it cannot be read. */
