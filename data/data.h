@@ -183,6 +183,9 @@ bool mn_fortunes_load(const char *dir, int n, const char *const *categories, mn_
  * training set's class_names, so a test file gets the same ids; order is then
  * ignored) and an unknown label is an error. The file must be UTF-8. Errors name the file and line. */
 typedef enum { MN_LABELS_FIRST_SEEN, MN_LABELS_SORTED } mn_label_order;
+/* A plain-text corpus: one document per line ("\r\n" accepted, blank lines skipped), UTF-8; all of
+ * class 0, named after the file. Errors (NUL, invalid UTF-8, no text) name the file and line. */
+bool mn_lines_load(const char *path, mn_text_dataset *out, mn_err *err);
 bool mn_tsv_load(const char *path, mn_label_order order, int n_known, const char *const *known,
                  mn_text_dataset *out, mn_err *err);
 

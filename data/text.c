@@ -259,3 +259,40 @@ bool mn_tsv_load(const char *path, mn_label_order order, int n_known, const char
     *out = r;
     return true;
 }
+
+bool mn_lines_load(const char *path, mn_text_dataset *out, mn_err *err) {
+    size_t size;
+    char *data = mn_read_file(path, &size, MAX_TEXT_FILE, err);
+    if (!data) return false;
+    mn_text_dataset r = {0};
+    text_builder b = {&r, 0};
+    int64_t line_no = 0;
+    bool ok = true;
+    for (size_t pos = 0; pos < size && ok;) {
+        size_t end = pos;
+        while (end < size && data[end] != '\n') end++;
+        line_no++;
+        size_t len = end - pos, bad;
+        const char *line = data + pos;
+        pos = end + 1;
+        if (len && line[len - 1] == '\r') len--;
+        if (is_blank(line, len)) continue;
+        if (memchr(line, 0, len)) ok = mn_err_set(err, "%s:%lld: NUL byte in a text file", path, (long long)line_no);
+        else if (!mn_utf8_valid(line, len, &bad))
+            ok = mn_err_set(err, "%s:%lld: invalid UTF-8 at byte %zu of the line (save the file as UTF-8)", path,
+                            (long long)line_no, bad + 1);
+        else add_text(&b, mn__strndup(line, len), 0);
+    }
+    free(data);
+    if (ok && r.n == 0) ok = mn_err_set(err, "%s: no text found (one document per line)", path);
+    if (!ok) {
+        mn_text_dataset_free(&r);
+        return false;
+    }
+    const char *base = strrchr(path, '/');
+    r.n_classes = 1;
+    r.class_names = mn__xmalloc(sizeof *r.class_names, "class names");
+    r.class_names[0] = mn__strdup(base ? base + 1 : path);
+    *out = r;
+    return true;
+}

@@ -709,6 +709,22 @@ static void tsv_labels_in_first_seen_or_sorted_order(void **state) {
     write_text(bad, "text\t  \n");
     assert_false(mn_tsv_load(bad, MN_LABELS_FIRST_SEEN, 0, NULL, &d, &err));
     ASSERT_ERR_HAS(err, "bad.tsv:1: empty label");
+    /* plain text, one document per line */
+    const char *lines = tmp_path("corpus.txt");
+    write_text(lines, "first document\r\n\n   \nsecond \xc3\xa9t\xc3\xa9\n");
+    mn_text_dataset t;
+    if (!mn_lines_load(lines, &t, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(t.n, 2);
+    assert_string_equal(t.texts[0], "first document");
+    assert_string_equal(t.texts[1], "second \xc3\xa9t\xc3\xa9");
+    assert_true(t.n_classes == 1 && t.labels[1] == 0 && !strcmp(t.class_names[0], "corpus.txt"));
+    mn_text_dataset_free(&t);
+    write_text(lines, "ok\nbad \xe2\x82\n");
+    assert_false(mn_lines_load(lines, &t, &err));
+    ASSERT_ERR_HAS(err, "corpus.txt:2: invalid UTF-8 at byte 5");
+    write_text(lines, "\n \n");
+    assert_false(mn_lines_load(lines, &t, &err));
+    ASSERT_ERR_HAS(err, "no text found");
     write_text(bad, "fine\tpos\ncaf\xc3\tneg\n"); /* a UTF-8 sequence cut short */
     assert_false(mn_tsv_load(bad, MN_LABELS_FIRST_SEEN, 0, NULL, &d, &err));
     ASSERT_ERR_HAS(err, "bad.tsv:2: invalid UTF-8 at byte 4");

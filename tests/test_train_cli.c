@@ -381,6 +381,23 @@ static void options_say_what_they_do(void **state) {
         fail_msg("expected a notice that the images are converted:\n%s", a.out);
 }
 
+/* bert_pretrain --text FILE pre-trains on one's own corpus, one document per line. */
+static void bert_pretrain_reads_a_text_file(void **state) {
+    (void)state;
+    need("bert_pretrain", "/");
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/corpus.txt", work_dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 60; i++) fprintf(f, "document %d says the cat sat on the mat %d times\n", i, i % 7);
+    assert_int_equal(fclose(f), 0);
+    run_result r;
+    run("bert_pretrain", "--text corpus.txt --steps 4 --batch 8 --vocab-size 100 --max-len 16 --eval-every 4 "
+        "--eval-fraction 0.1 --out bp_text", &r);
+    if (r.status != 0 || !strstr(r.out, "60 documents (lines) in corpus.txt: 54 for training, 6 held out"))
+        fail_msg("expected a run on the 60 lines, got status %d:\n%s", r.status, r.out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(mlp_resumed_run_continues_exactly),
@@ -395,6 +412,7 @@ int main(void) {
         cmocka_unit_test(unwritable_log_is_an_error),
         cmocka_unit_test(too_many_threads_are_capped),
         cmocka_unit_test(options_say_what_they_do),
+        cmocka_unit_test(bert_pretrain_reads_a_text_file),
     };
     return cmocka_run_group_tests(tests, make_work_dir, remove_work_dir);
 }
