@@ -1,7 +1,7 @@
 /* eval_optimizers: trains evaluation tasks with hand-designed and learned optimizers from the same
- * initialisation and data order, over several seeds, and compares them (spec/meta_training.md
- * "Evaluation"): a Markdown table (final train loss, test loss and metric, wall time, optimizer state
- * bytes per parameter), one SVG plot of the training-loss curves per task, and optionally JSON:
+ * initialisation and data order, over several seeds, and compares them: a Markdown table (final
+ * train loss, test loss and metric, wall time, optimizer state bytes per parameter), one SVG plot of
+ * the training-loss curves per task, and optionally JSON:
  *   {TASK: {OPTIMIZER: {"final_train_loss": [per seed], "test_loss": [...], "test_metric": [...],
  *                       "wall_time_s": [...], "state_bytes_per_param": x, "lr": best}}}
  * Hand-designed optimizers named without a learning rate ("sgd", "adam", "adamw") are run over a

@@ -25,7 +25,7 @@ typedef struct {
     const char *op; /* op(A), op(B) as a training step uses them: "NN", "NT" (x W^T), "TN" (weight gradients) */
 } shape;
 
-/* Products of the standard configurations (spec/benchmarks.md), forward and backward:
+/* Products of the standard configurations (vit-fm, bert-tiny, ...), forward and backward:
  * rows = tokens in the batch, K and N = model widths, the MLM decoder over the vocabulary,
  * and per-head attention products (batch = batch size x heads). */
 static const shape transformer_shapes[] = {

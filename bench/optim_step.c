@@ -1,6 +1,6 @@
-/* Optimizer-step benchmark (spec/benchmarks.md, "Optimizer steps"): milliseconds per step and
- * state bytes per parameter for SGD, Adam and the learned optimizers (LSTM, Mnemosyne-C,
- * Mnemosyne-T, freshly initialised: the weights do not change the cost) over N parameters.
+/* Optimizer-step benchmark: milliseconds per step and state bytes per parameter for SGD, Adam
+ * and the learned optimizers (LSTM, Mnemosyne-C, Mnemosyne-T, freshly initialised: the weights
+ * do not change the cost) over N parameters.
  * The learned optimizers also report their counted multiply-adds per parameter, the achieved
  * GFLOP/s and the percentage of the FMA peak measured at the same thread count.
  *

@@ -26,7 +26,7 @@ import time
 
 CONFIGS = ["mlp", "vit-fm", "vit-ti16", "bert-tiny", "bert-mini"]
 
-# name -> (kind, settings); batch sizes and shapes from spec/benchmarks.md
+# name -> (kind, settings); batch sizes and shapes of the standard configurations (as in bench/train_step)
 SETTINGS = {
     "mlp": ("mlp", dict(sizes=[784, 512, 512, 10], batch=128)),
     "vit-fm": ("vit", dict(image=28, patch=4, channels=1, dim=128, depth=6, heads=4, mlp=512, classes=10,

@@ -1,7 +1,8 @@
 /* Training-step benchmark: milliseconds per step (forward, cross-entropy loss,
  * backward, one AdamW step) and peak resident memory for the standard
- * configurations of spec/benchmarks.md, on synthetic data of the right shapes. --optimizer
- * replaces AdamW by any optimizer spec (e.g. mnemosyne-t, the learned optimizer built in).
+ * configurations (mlp, vit-fm, vit-ti16, bert-tiny, bert-mini), on synthetic data
+ * of the right shapes. --optimizer replaces AdamW by any optimizer spec (e.g.
+ * mnemosyne-t, the learned optimizer built in).
  *
  * Each configuration and thread count runs in its own child process, so the
  * peak RSS it reports (getrusage's high-water mark) belongs to that run alone.

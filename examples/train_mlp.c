@@ -1,6 +1,6 @@
 /* train_mlp: a multi-layer perceptron on Fashion-MNIST.
  *
- * The default network is 784-512-512-10 with ReLU (spec/benchmarks.md's "mlp"), trained
+ * The default network is 784-512-512-10 with ReLU (the standard "mlp" configuration), trained
  * with AdamW on standardised pixels. Each epoch prints the training loss and accuracy,
  * the test accuracy and the time the epoch took; the run writes a JSON-lines metrics log
  * and loss/accuracy plots, and --save/--resume continue a run exactly. */

@@ -1,4 +1,4 @@
-/* The compact associative memory (CAM) of Mnemosyne (spec/mnemosyne.md section 2): one layer of
+/* The compact associative memory (CAM) of Mnemosyne (Jain et al. 2023): one layer of
  * a Performer with exponential discounting, run as a recurrence. Softmax attention over the
  * whole discounted history, exp(q.k), is replaced by phi(q).phi(k) with the positive
  * hyperbolic-cosine random features phi, so the history folds into a fixed-size state

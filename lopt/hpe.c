@@ -1,4 +1,4 @@
-/* Mnemosyne-T's hierarchical pooling encoding (spec/mnemosyne.md section 4): each tensor's
+/* Mnemosyne-T's hierarchical pooling encoding (HPE, Jain et al. 2023): each tensor's
  * coordinates, in flattened order, are cut into chunks of c; a bidirectional Performer layer
  * (pre-LN, non-causal FAVOR+ within the chunk, then FFN) runs over every chunk and each chunk is
  * mean-pooled to a token (level 1); the same over the level-1 tokens gives ceil(n / c^2) tokens

@@ -1,6 +1,7 @@
 /* Learned optimizers: the config, the optimizer object (weights and fixed random features), the
- * per-coordinate input features (spec/mnemosyne.md section 1), the per-task state, and the step
- * that ties the kinds together. optim sits above nn for learned optimizers.
+ * per-coordinate input features (the gradient preprocessing of Andrychowicz et al. 2016, optionally
+ * with Adam-like moment features), the per-task state, and the step that ties the kinds together.
+ * optim sits above nn for learned optimizers.
  *
  * A step flattens and concatenates every tensor's gradient into one vector of P coordinates,
  * computes all features and runs the network once over all of them, then splits the update back

@@ -103,7 +103,8 @@ mn_tensor *lopt_extended(mn_tensor *g, mn_tensor *m, mn_tensor *v, mn_tensor *bc
 mn_tensor *lopt_step(const mn_lopt *o, const mn_lopt_state *s, mn_tensor *g, mn_tensor **new_slot);
 /* Tensor i's part of slot k: the range [start, stop) of the slot's coordinate axis. */
 void lopt_slot_range(const mn_lopt_state *s, int k, int i, int *axis, int64_t *start, int64_t *stop);
-/* Number of Mnemosyne-T meta-tokens for a tensor of n coordinates (spec section 4). */
+/* Number of Mnemosyne-T meta-tokens for a tensor of n coordinates: ceil(n / chunk^2), pooled
+ * further to at most max_meta. */
 int64_t lopt_meta_tokens(int64_t n, int chunk, int max_meta);
 
 /* ---- lstm_opt.c ----------------------------------------------------------------------------- */

@@ -1,7 +1,7 @@
 /* Learned-optimizer checkpoints: safetensors holding the weights under their names and the fixed
  * random features under "features.*", with the kind, the format version, the seed and every
- * config field in the header metadata (spec/meta_training.md "Outputs"). Loading validates the
- * whole file against the config it declares before building anything the caller sees. */
+ * config field in the header metadata. Loading validates the whole file against the config it
+ * declares before building anything the caller sees. */
 #include "lopt/learned_internal.h"
 
 #include <errno.h>

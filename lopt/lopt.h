@@ -39,7 +39,7 @@ typedef struct {
     /* LSTM */
     int lstm_layers, lstm_hidden; /* 2, 20 (at most 3 layers) */
     float lstm_out_scale;         /* 0.1 */
-    /* Mnemosyne: embedding, CAM layers, update (sections 2 and 3) */
+    /* Mnemosyne: embedding, CAM layers, update */
     int dim;               /* d: 8 */
     int layers;            /* L: 1 (at most 6) */
     int heads;             /* H: 1; value size d_h = d / H */
@@ -51,7 +51,7 @@ typedef struct {
     float cam_eps;         /* added to the CAM normaliser: 1e-6 */
     float ln_eps;          /* LayerNorm eps: 1e-5 */
     float alpha, beta;     /* update scales: 1e-3, 1e-3 */
-    /* Mnemosyne-T: hierarchical pooling encoding (section 4) */
+    /* Mnemosyne-T: hierarchical pooling encoding */
     int chunk;             /* c: 32 */
     int max_meta;          /* meta-tokens per tensor at most: 64 */
     int hpe_heads;         /* heads of the level-1/2 Performer layers: 1 */

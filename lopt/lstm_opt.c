@@ -1,4 +1,4 @@
-/* The LSTM learned optimizer (Andrychowicz et al. 2016; spec/lstm_optimizer.md): every
+/* The LSTM learned optimizer (Andrychowicz et al. 2016), the baseline of Mnemosyne: every
  * coordinate runs the same stacked LSTM on its preprocessed gradient, with its own hidden and
  * cell state, and a linear map of the top hidden state gives its update u:
  *   theta += lr_scale * out_scale * u.

@@ -1,4 +1,4 @@
-/* Mnemosyne (Jain et al. 2023; spec/mnemosyne.md): the networks of its two variants.
+/* Mnemosyne (Jain et al. 2023): the networks of its two variants.
  *   Mnemosyne-C: e = W_in x + b_in per coordinate -> L CAM layers (one CAM state per coordinate)
  *                -> [u, s] = W_out e'' + b_out.
  *   Mnemosyne-T: e = W_in x + b_in per coordinate -> hierarchical pooling encoding to meta-tokens

@@ -1,6 +1,5 @@
-/* The quadratic task family of meta-training (spec/meta_training.md "Tasks"): random convex
- * least-squares problems |W x - y|^2 with minibatches of rows, small enough for tests and quick
- * meta-training runs. */
+/* The quadratic task family of meta-training: random convex least-squares problems |W x - y|^2
+ * with minibatches of rows, small enough for tests and quick meta-training runs. */
 #include "meta/meta_internal.h"
 
 #include <math.h>

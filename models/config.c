@@ -1,6 +1,6 @@
-/* Model configurations: transformers' defaults, the standard set of
- * spec/benchmarks.md, and config.json reading and writing with Hugging Face's
- * field names. Reading checks every field's type and value and names the file
+/* Model configurations: transformers' defaults, the standard named set
+ * (mlp, vit-fm, vit-ti16, bert-tiny, ...), and config.json reading and writing
+ * with Hugging Face's field names. Reading checks every field's type and value and names the file
  * and key in its errors; missing optional fields keep their defaults. */
 #include "models/models_internal.h"
 

@@ -37,7 +37,7 @@ void mn_labels_free(mn_labels *l);
 /* ---- configurations -------------------------------------------------------------------------
  * Field names are Hugging Face's. Floats are doubles so config.json round-trips
  * exactly ("layer_norm_eps": 1e-12). *_config_default gives transformers'
- * defaults; *_config_named a configuration of spec/benchmarks.md; *_config_read
+ * defaults; *_config_named a standard configuration (vit-fm, bert-tiny, ...); *_config_read
  * reads a config.json (or the config.json in a directory): missing optional
  * fields take the defaults, wrong types and bad values are errors naming the
  * file and the key. *_config_write writes every field plus model_type and

@@ -1,9 +1,9 @@
 /* The learned optimizers (LSTM, Mnemosyne-C, Mnemosyne-T) as a whole, against independent
  * references: finite differences for one LSTM step and for the meta-gradient of an unrolled
- * training run (first and second order), the spec's state-size formulas, flat memory over many
- * truncations, a checkpoint round trip and clean errors for bad files, the mn_optimizer adapter
- * against mn_lopt_apply, and the untrained optimizers on least squares. (Mnemosyne's own parts
- * are in test_mnemosyne.c.) */
+ * training run (first and second order), the state-size formulas of each kind, flat memory over
+ * many truncations, a checkpoint round trip and clean errors for bad files, the mn_optimizer
+ * adapter against mn_lopt_apply, and the untrained optimizers on least squares. (Mnemosyne's own
+ * parts are in test_mnemosyne.c.) */
 #include "lopt_fixtures.h"
 
 #include <unistd.h>
@@ -254,15 +254,16 @@ static void truncations_run_in_flat_memory(void **state) {
 
 /* ---- state size ------------------------------------------------------------------------------------- */
 
-/* spec/mnemosyne.md section 4, derived here independently of the implementation */
-static int64_t spec_meta_tokens(int64_t n) {
+/* Mnemosyne-T's meta-token count: b = ceil(n / c^2) for c = 32, pooled further so that b <= 64;
+ * derived here independently of the implementation */
+static int64_t meta_token_count(int64_t n) {
     int64_t c = 32, b = (n + c * c - 1) / (c * c);
     if (b <= 64) return b;
     int64_t level1 = (n + c - 1) / c, pool = (b + 63) / 64; /* pool this many level-2 chunks per meta-token */
     return (level1 + c * pool - 1) / (c * pool);
 }
 
-static void state_bytes_follow_the_spec_formulas(void **state) {
+static void state_bytes_follow_the_formulas(void **state) {
     (void)state;
     mn_scope sc = mn_scope_begin();
     mn_tensor *ps[3] = {mn_zeros(MN_SHAPE(1000, 100)), mn_zeros(MN_SHAPE(50, 100)), mn_zeros(MN_SHAPE(10))};
@@ -272,7 +273,7 @@ static void state_bytes_follow_the_spec_formulas(void **state) {
         (size_t)P * 144 * 4,      /* Mnemosyne-C: L H 2M (d_h + 1) = 1 x 1 x 16 x 9 */
         (size_t)P * 2 * 4,        /* Mnemosyne-T: the two moments, plus the meta-token CAMs below */
     };
-    int64_t b[3] = {spec_meta_tokens(100000), spec_meta_tokens(5000), spec_meta_tokens(10)};
+    int64_t b[3] = {meta_token_count(100000), meta_token_count(5000), meta_token_count(10)};
     assert_int_equal(b[0], 49); /* ceil(100000 / 32^2) = 98 > 64: pooled in pairs of level-2 chunks */
     assert_int_equal(b[1], 5);
     assert_int_equal(b[2], 1);
@@ -842,7 +843,7 @@ int main(void) {
         cmocka_unit_test(updates_depend_on_what_the_spec_says),
         cmocka_unit_test(meta_gradients_of_an_unroll_match_finite_differences),
         cmocka_unit_test(truncations_run_in_flat_memory),
-        cmocka_unit_test(state_bytes_follow_the_spec_formulas),
+        cmocka_unit_test(state_bytes_follow_the_formulas),
         cmocka_unit_test(checkpoints_round_trip_exactly),
         cmocka_unit_test(bad_checkpoints_give_clean_errors),
         cmocka_unit_test(task_states_save_and_load),

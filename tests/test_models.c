@@ -6,7 +6,7 @@
 
 #include <math.h>
 
-/* Closed-form parameter counts, written from the key lists of hf_interop.md. */
+/* Closed-form parameter counts, written from the Hugging Face state_dict keys of ViT and BERT. */
 static int64_t encoder_layer_count(int64_t H, int64_t I, bool qkv_bias) {
     return 4 * H * H + (qkv_bias ? 3 * H : 0) + H /* attention */ + I * H + I + H * I + H /* MLP */ + 4 * H /* 2 LN */;
 }

@@ -1,6 +1,8 @@
 #include "trainer.h"
 
+#include <jansson.h>
 #include <math.h>
+#include <stdlib.h>
 #include <omp.h>
 #include <stdio.h>
 #include <string.h>
@@ -50,6 +52,20 @@ static bool resume(trainer *t, mn_err *err) {
     return true;
 }
 
+/* The log's first record (and a resumed run's first): what runs, with every recorded setting, so that
+ * logs of several runs can be told apart and overlaid. */
+static void write_header(trainer *t) {
+    json_t *settings = json_object();
+    for (int i = 0; i < t->args.n; i++) json_object_set_new(settings, t->args.keys[i], json_string(t->args.values[i]));
+    json_t *h = json_pack("{s:s, s:I, s:I, s:I, s:i, s:o}", "run", t->prog, "first_step", (json_int_t)t->start + 1,
+                          "last_step", (json_int_t)t->stop, "total_steps", (json_int_t)t->total, "threads",
+                          omp_get_max_threads(), "settings", settings);
+    char *text = h ? json_dumps(h, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    if (text) metrics_write(&t->log, "%s", text);
+    free(text);
+    json_decref(h);
+}
+
 int trainer_start(trainer *t, const mn_params *params, const char *out_dir) {
     const run_opts *r = t->r;
     mn_err err;
@@ -70,6 +86,7 @@ int trainer_start(trainer *t, const mn_params *params, const char *out_dir) {
     snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
     if (!metrics_open(&t->log, r->log_path ? r->log_path : path, r->resume_dir != NULL, &err))
         return run_fail(t->prog, err.msg, 1);
+    write_header(t);
     printf("%s: steps %lld..%lld of %lld (%.2f epochs of %lld batches), batch %ld, %s (%s, warm-up %lld), "
            "%d threads\n", t->prog, (long long)t->start + 1, (long long)t->stop, (long long)t->total,
            (double)t->total / (double)t->per_epoch, (long long)t->per_epoch, r->batch, described, r->schedule,
