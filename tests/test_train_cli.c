@@ -363,6 +363,18 @@ static void options_say_what_they_do(void **state) {
     if (!strcmp(ra, rb)) fail_msg("--lr 0.25 gave the same run as the default:\n%s", ra);
     free(ra), free(rb);
     if (strstr(a.out, "--weight-decay")) fail_msg("a note on --weight-decay that was not given:\n%s", a.out);
+    /* the log opens with a record naming the run and what it used */
+    char log[PATH_MAX + 64];
+    snprintf(log, sizeof log, "%s/lr_b/metrics.jsonl", work_dir);
+    size_t n = 0;
+    char *text = read_all(log, &n);
+    assert_non_null(text);
+    text[n < (1 << 22) ? n : (1 << 22) - 1] = 0;
+    static const char head[] = "{\"run\":\"train_mlp\",\"first_step\":1,\"last_step\":12,";
+    if (strncmp(text, head, sizeof head - 1) ||
+        !strstr(text, "\"optimizer\":\"mnemosyne-t lr scale 0.25, built-in weights\"") || strchr(text, '\n') > strstr(text, "\"step\""))
+        fail_msg("the log does not open with the run's header:\n%.400s", text);
+    free(text);
     snprintf(args, sizeof args, "%s --out lr_c --weight-decay 0.1 --warmup 50", base);
     run("train_mlp", args, &a);
     if (a.status || !strstr(a.out, "--weight-decay applies to adamw only") ||
