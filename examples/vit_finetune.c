@@ -40,11 +40,11 @@ static const char *about =
     "vit_predict.";
 
 typedef struct {
-    const char *model, *images, *idx_images, *idx_labels, *class_list;
+    const char *model, *images, *idx_images, *idx_labels, *class_list, *keep;
     bool from_scratch;
     bool allow_nonfinite;
     long per_class, num_labels;
-    double test_fraction, dropout;
+    double test_fraction, dropout, val_fraction;
 } options;
 
 /* Train and test sets with pixels in [0, 1] (not yet prepared for the model). */
@@ -179,10 +179,11 @@ static void record_args(train_args *a, const options *o, double backbone_lr_scal
     train_args_add(a, "num_labels", "%ld", o->num_labels);
     train_args_add(a, "dropout", "%g", o->dropout);
     train_args_add(a, "backbone_lr_scale", "%g", backbone_lr_scale);
+    train_args_add(a, "validation", "%g keep %s", o->val_fraction, o->keep);
 }
 
 int main(int argc, char **argv) {
-    options o = {.class_list = "5-9", .per_class = -1, .test_fraction = 0.2, .dropout = 0.1};
+    options o = {.class_list = "5-9", .per_class = -1, .test_fraction = 0.2, .dropout = 0.1, .keep = "last"};
     clf_opts co = {.prog = prog, .title = "ViT fine-tuning", .out_dir = "vit_finetune_out", .eval_every = 80,
                    .eval_batch = 500, .lr_prefix = "vit.", .lr_scale = 1};
     run_opts r = {.optimizer = "adamw", .lr = 1e-3, .weight_decay = 0.05, .schedule = "cosine", .warmup = 20,
@@ -197,6 +198,11 @@ int main(int argc, char **argv) {
         {"--idx-images", CLI_STRING, &o.idx_images, "IDX image file (with --idx-labels) instead of Fashion-MNIST"},
         {"--idx-labels", CLI_STRING, &o.idx_labels, "IDX label file for --idx-images"},
         {"--test-fraction", CLI_FLOAT, &o.test_fraction, "share of --images / IDX images kept for testing", 0.01, 0.95},
+        {"--val-fraction", CLI_FLOAT, &o.val_fraction, "share of the training images held out for validation: the "
+                                                       "evaluations during training use them, the test set is used "
+                                                       "once at the end (0: none)", 0, 0.9},
+        {"--keep", CLI_STRING, &o.keep, "the model the run ends with and saves: last, or best (the best validation "
+                                        "accuracy; needs --val-fraction)"},
         {"--per-class", CLI_INT, &o.per_class, "labelled training images per class (-1: 50 for Fashion-MNIST, all "
                                                "otherwise; 0: all)", -1, 1e9},
         {"--num-labels", CLI_INT, &o.num_labels, "outputs of the new head (0: the number of classes)", 0, 1e6},
@@ -247,10 +253,32 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: %s\n", prog, err.msg);
         return 1;
     }
-    mn_dataset train, test;
+    if (strcmp(o.keep, "last") && strcmp(o.keep, "best")) {
+        fprintf(stderr, "%s: --keep %s: expected last or best\n", prog, o.keep);
+        return 2;
+    }
+    if (!strcmp(o.keep, "best") && o.val_fraction <= 0) {
+        fprintf(stderr, "%s: --keep best needs a validation set (--val-fraction): choosing by the test set would "
+                "make its accuracy an overestimate\n", prog);
+        return 2;
+    }
+    mn_dataset train, test, val = {0};
     if (!load_data(&o, &r, S, C, &train, &test, &err)) {
         fprintf(stderr, "%s: %s\n", prog, err.msg);
         return 1;
+    }
+    if (o.val_fraction > 0) { /* stratified, from its own random stream */
+        mn_dataset pool = train;
+        mn_rng vs = train_stream(r.seed, CLF_STREAM_DATA, 2);
+        mn_dataset_split(&pool, o.val_fraction, true, &vs, &train, &val);
+        mn_dataset_free(&pool);
+        if (mn_dataset_len(&train) == 0 || mn_dataset_len(&val) == 0) {
+            fprintf(stderr, "%s: --val-fraction %g leaves %lld training and %lld validation images\n", prog,
+                    o.val_fraction, (long long)mn_dataset_len(&train), (long long)mn_dataset_len(&val));
+            return 1;
+        }
+        co.val = &val;
+        co.keep_best = !strcmp(o.keep, "best");
     }
     if (train.x->shape[1] != C || train.x->shape[2] != S || train.x->shape[3] != S)
         fprintf(stderr, "%s: note: the %lld x %lld images with %lld channel%s are converted to the model's %d x %d with %d "
@@ -258,6 +286,7 @@ int main(int argc, char **argv) {
                 (long long)train.x->shape[1], train.x->shape[1] == 1 ? "" : "s", S, S, C, C == 1 ? "" : "s");
     img_dataset_prepare(&train, &b.pre, C);
     img_dataset_prepare(&test, &b.pre, C);
+    if (co.val) img_dataset_prepare(&val, &b.pre, C), img_print_class_counts(&val, "validation set");
     img_print_class_counts(&train, "training set");
     img_print_class_counts(&test, "test set");
 
@@ -305,5 +334,6 @@ int main(int argc, char **argv) {
 done:
     mn_dataset_free(&train);
     mn_dataset_free(&test);
+    if (co.val) mn_dataset_free(&val);
     return cli_exit(prog, status);
 }

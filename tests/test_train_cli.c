@@ -410,6 +410,50 @@ static void bert_pretrain_reads_a_text_file(void **state) {
         fail_msg("expected a run on the 60 lines, got status %d:\n%s", r.status, r.out);
 }
 
+/* vit_finetune --val-fraction --keep best: evaluations during training use the validation images, the
+ * run ends with (and saves) the weights of the best validation accuracy and tests them once; stopped
+ * and resumed it ends the same, byte for byte; --keep best without a validation set is refused. */
+static void keep_best_uses_the_validation_set(void **state) {
+    (void)state;
+    char model[PATH_MAX + 64];
+    snprintf(model, sizeof model, "%s/../../../tests/golden/vit", examples_dir);
+    need("vit_finetune", model);
+    unsigned char labels[40];
+    for (int i = 0; i < 40; i++) labels[i] = (unsigned char)((i * 7 + i / 3) % 2);
+    write_idx("kb_x.idx", "kb_y.idx", 40, labels);
+    char base[2 * PATH_MAX], args[3 * PATH_MAX];
+    snprintf(base, sizeof base, "--model '%s' --idx-images kb_x.idx --idx-labels kb_y.idx --steps 12 --batch 8 "
+             "--eval-every 3 --save-every 3 --val-fraction 0.25 --keep best --lr 0.01", model);
+    run_result r;
+    snprintf(args, sizeof args, "%s --out kb_a --save kb_ck_a", base);
+    run("vit_finetune", args, &r);
+    if (r.status != 0 || !strstr(r.out, "keeping the weights of the best validation accuracy") ||
+        !strstr(r.out, "val loss") || !strstr(r.out, "validation set"))
+        fail_msg("expected a run validated on the held-out images and ending with the best, got %d:\n%s", r.status,
+                 r.out);
+    char *val = records("kb_a", "\"val_accuracy\"", ", \"eval_seconds\""), *fin = records("kb_a", "\"final\"",
+                                                                                           ", \"mean_epoch_seconds\"");
+    if (!strstr(val, "\"step\": 12") || strstr(fin, "\"val_")) fail_msg("records:\n%s\n%s", val, fin);
+    free(val), free(fin);
+    snprintf(args, sizeof args, "%s --out kb_b --save kb_ck_b --stop-at 6", base);
+    run_ok("vit_finetune", args);
+    snprintf(args, sizeof args, "%s --out kb_b2 --save kb_ck_b --resume kb_ck_b", base);
+    run_ok("vit_finetune", args);
+    same_records("kb_a", "kb_b2", "\"final\"", ", \"mean_epoch_seconds\"");
+    char pa[PATH_MAX + 64], pb[PATH_MAX + 64];
+    snprintf(pa, sizeof pa, "%s/kb_ck_a/model.safetensors", work_dir);
+    snprintf(pb, sizeof pb, "%s/kb_ck_b/model.safetensors", work_dir);
+    size_t na = 0, nb = 0;
+    char *a = read_all(pa, &na), *b = read_all(pb, &nb);
+    assert_true(a && b && na == nb && memcmp(a, b, na) == 0);
+    free(a), free(b);
+    snprintf(args, sizeof args, "--model '%s' --idx-images kb_x.idx --idx-labels kb_y.idx --steps 2 --keep best "
+             "--out kb_c", model);
+    run("vit_finetune", args, &r);
+    if (r.status != 2 || !strstr(r.out, "--keep best needs a validation set"))
+        fail_msg("expected --keep best alone refused, got %d:\n%s", r.status, r.out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(mlp_resumed_run_continues_exactly),
@@ -425,6 +469,7 @@ int main(void) {
         cmocka_unit_test(too_many_threads_are_capped),
         cmocka_unit_test(options_say_what_they_do),
         cmocka_unit_test(bert_pretrain_reads_a_text_file),
+        cmocka_unit_test(keep_best_uses_the_validation_set),
     };
     return cmocka_run_group_tests(tests, make_work_dir, remove_work_dir);
 }

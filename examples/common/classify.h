@@ -35,6 +35,10 @@ typedef struct {
      * pre-trained backbone "vit." below a fresh head); NULL or a scale of 1: one rate for all */
     const char *lr_prefix;
     double lr_scale;
+    /* a validation set (NULL: none): the evaluations during training use it, the test set is used once
+     * at the end; keep_best (needs val) ends the run with the weights of the best validation accuracy */
+    const mn_dataset *val;
+    bool keep_best;
 } clf_opts;
 
 /* Appends --out and --eval-every (capacity permitting); returns the new count. */

@@ -38,6 +38,7 @@ static bool resume(trainer *t, mn_err *err) {
                           "batches", dir, (long long)st.step, (long long)st.epoch, (long long)st.batch,
                           (long long)t->per_epoch);
     t->start = st.step;
+    t->resumed_best = st.best_metric;
     mn_batcher_seek(&t->bat, st.epoch, st.batch);
     if (t->start >= t->stop) {
         printf("%s: the run in %s already finished: it is at step %lld, and this run ends at step %lld; nothing to "

@@ -26,6 +26,7 @@ typedef struct {
     int64_t start;      /* steps done before this run (0, or the resumed checkpoint's) */
     int64_t stop;       /* the last step of this run (--stop-at, or total) */
     int64_t saved_step; /* the step of this run's last checkpoint to --save (-1: none written) */
+    double resumed_best; /* the resumed checkpoint's best_metric (0 when not resuming) */
 } trainer;
 
 /* Batches of r->batch over n samples, shuffled from data_seed, and the steps planned. eval names
