@@ -40,11 +40,11 @@ static const char *about =
 enum { STREAM_INIT = 1, STREAM_DROPOUT, STREAM_SPLIT };
 
 typedef struct {
-    const char *model, *vocab, *config, *fortunes, *categories, *tsv, *test_tsv, *out;
+    const char *model, *vocab, *config, *fortunes, *categories, *tsv, *test_tsv, *out, *keep;
     bool from_scratch;
     bool allow_nonfinite;
     long max_len, eval_every;
-    double test_fraction, dropout;
+    double test_fraction, dropout, val_fraction;
 } options;
 
 /* A split ready for the model: encoded texts and their labels I32 [N]. */
@@ -82,20 +82,36 @@ static void evaluate(const mn_bert *m, const text_labelled *e, int64_t batch, do
     *acc = e->n ? (double)hits / (double)e->n : 0;
 }
 
-static bool load_data(const options *o, long seed, mn_text_dataset *train, mn_text_dataset *test, mn_err *err) {
-    mn_text_dataset all;
+/* Train and test texts, and with --val-fraction a validation share of the training texts (stratified,
+ * from its own random stream; else val stays empty). */
+static bool load_data(const options *o, long seed, mn_text_dataset *train, mn_text_dataset *test,
+                      mn_text_dataset *val, mn_err *err) {
+    mn_text_dataset all, pool;
     if (o->tsv) {
-        if (!mn_tsv_load(o->tsv, MN_LABELS_SORTED, 0, NULL, o->test_tsv ? train : &all, err)) return false;
-        if (o->test_tsv)
-            return mn_tsv_load(o->test_tsv, MN_LABELS_SORTED, train->n_classes,
-                               (const char *const *)train->class_names, test, err) ||
-                   (mn_text_dataset_free(train), false);
+        if (!mn_tsv_load(o->tsv, MN_LABELS_SORTED, 0, NULL, o->test_tsv ? &pool : &all, err)) return false;
+        if (o->test_tsv && !mn_tsv_load(o->test_tsv, MN_LABELS_SORTED, pool.n_classes,
+                                        (const char *const *)pool.class_names, test, err)) {
+            mn_text_dataset_free(&pool);
+            return false;
+        }
     } else if (!text_load_fortunes(o->fortunes, o->categories, "ascii-art", &all, err)) {
         return false;
     }
-    mn_rng g = train_stream(seed, STREAM_SPLIT, 0);
-    mn_text_dataset_split(&all, o->test_fraction, true, &g, train, test);
-    mn_text_dataset_free(&all);
+    if (!o->test_tsv) {
+        mn_rng g = train_stream(seed, STREAM_SPLIT, 0);
+        mn_text_dataset_split(&all, o->test_fraction, true, &g, &pool, test);
+        mn_text_dataset_free(&all);
+    }
+    if (o->val_fraction <= 0) {
+        *train = pool;
+        return true;
+    }
+    mn_rng g = train_stream(seed, STREAM_SPLIT, 1);
+    mn_text_dataset_split(&pool, o->val_fraction, true, &g, train, val);
+    mn_text_dataset_free(&pool);
+    if (train->n == 0 || val->n == 0)
+        return mn_err_set(err, "--val-fraction %g leaves %lld training and %lld validation texts", o->val_fraction,
+                          (long long)train->n, (long long)val->n);
     return true;
 }
 
@@ -142,6 +158,7 @@ static void record_args(train_args *a, const options *o) {
     train_args_add(a, "init", "%s %s", o->from_scratch ? "scratch" : "pretrained", o->model ? o->model : o->vocab);
     train_args_add(a, "max_len", "%ld", o->max_len);
     train_args_add(a, "dropout", "%g", o->dropout);
+    train_args_add(a, "validation", "%g keep %s", o->val_fraction, o->keep);
 }
 
 /* s->eval holds the test texts. */
@@ -150,15 +167,22 @@ static int finetune(const options *o, const run_opts *r, bert_session *s) {
     if (!mn_make_dirs(o->out, &err)) return run_fail(prog, err.msg, 1);
 
     /* ---- data ---- */
-    if (!load_data(o, r->seed, &s->train, &s->eval, &err)) return run_fail(prog, err.msg, 1);
+    if (!load_data(o, r->seed, &s->train, &s->eval, &s->val, &err)) return run_fail(prog, err.msg, 1);
     const mn_text_dataset *train = &s->train, *test = &s->eval;
+    bool has_val = s->val.n > 0;
+    const char *ename = has_val ? "val" : "test"; /* what the evaluations during training use */
     int C = train->n_classes;
     if (C < 2 || test->n == 0) {
         fprintf(stderr, "%s: need at least 2 classes and a non-empty test set (found %d classes, %lld test texts)\n",
                 prog, C, (long long)test->n);
         return 1;
     }
-    printf("%s: %d classes, %lld training and %lld test texts\n", prog, C, (long long)train->n, (long long)test->n);
+    if (has_val)
+        printf("%s: %d classes, %lld training, %lld validation and %lld test texts\n", prog, C, (long long)train->n,
+               (long long)s->val.n, (long long)test->n);
+    else
+        printf("%s: %d classes, %lld training and %lld test texts\n", prog, C, (long long)train->n,
+               (long long)test->n);
     for (int c = 0; c < C; c++) {
         int64_t count = 0;
         for (int64_t i = 0; i < train->n; i++) count += train->labels[i] == c;
@@ -184,17 +208,25 @@ static int finetune(const options *o, const run_opts *r, bert_session *s) {
            (double)mn_params_numel(&m->params) / 1e6);
     encode(&s->train_enc, tok, train, max_len);
     encode(&s->eval_enc, tok, test, max_len);
-    const text_labelled *tr = &s->train_enc, *te = &s->eval_enc;
+    if (has_val) encode(&s->val_enc, tok, &s->val, max_len);
+    const text_labelled *tr = &s->train_enc, *te = &s->eval_enc, *ev = has_val ? &s->val_enc : &s->eval_enc;
 
     trainer *t = &s->t;
-    trainer_init(t, prog, r, train->n, false, (uint64_t)r->seed, "test");
+    trainer_init(t, prog, r, train->n, false, (uint64_t)r->seed, ename);
     record_args(&t->args, o);
     int status = trainer_start(t, &m->params, o->out);
     if (status) return status;
+    if (!strcmp(o->keep, "best")) {
+        bert_session_keep_best(s, r->resume_dir ? t->resumed_best : -1);
+        if (r->resume_dir && !best_load(&s->best, r->resume_dir, &err)) {
+            fprintf(stderr, "%s: cannot resume: %s\n", prog, err.msg);
+            return 1;
+        }
+    }
     int64_t eval_every = o->eval_every > 0 ? o->eval_every : t->per_epoch;
 
     /* ---- training ---- */
-    double test_loss = 0, test_acc = 0, interval_loss = 0, interval_acc = 0;
+    double test_loss = 0, test_acc = 0, eval_loss = 0, eval_acc = 0, interval_loss = 0, interval_acc = 0;
     int64_t interval_steps = 0, items = 0, evaluated_at = -1;
     int64_t *hits_c = calloc((size_t)C, sizeof(int64_t)), *count_c = calloc((size_t)C, sizeof(int64_t));
     progress pr;
@@ -233,23 +265,32 @@ static int finetune(const options *o, const run_opts *r, bert_session *s) {
             interval_loss = interval_acc = 0, interval_steps = 0;
         }
         if (step % eval_every == 0 || step == t->stop) {
-            evaluate(m, te, r->batch, &test_loss, &test_acc, hits_c, count_c);
+            evaluate(m, ev, r->batch, &eval_loss, &eval_acc, hits_c, count_c);
             evaluated_at = step;
-            curve_add(&t->eval_accuracy, (double)step, test_acc);
-            curve_add(&t->eval_loss, (double)step, test_loss);
-            fprintf(stderr, "%s: step %lld (epoch %.2f): test loss %.4f, test accuracy %.4f (baseline %.4f)\n", prog,
-                    (long long)step, (double)step / (double)t->per_epoch, test_loss, test_acc, baseline);
-            metrics_write(&t->log, "{\"step\": %lld, \"test_loss\": %.6f, \"test_accuracy\": %.6f}", (long long)step,
-                          test_loss, test_acc);
+            curve_add(&t->eval_accuracy, (double)step, eval_acc);
+            curve_add(&t->eval_loss, (double)step, eval_loss);
+            fprintf(stderr, "%s: step %lld (epoch %.2f): %s loss %.4f, %s accuracy %.4f (baseline %.4f)\n", prog,
+                    (long long)step, (double)step / (double)t->per_epoch, ename, eval_loss, ename, eval_acc, baseline);
+            metrics_write(&t->log, "{\"step\": %lld, \"%s_loss\": %.6f, \"%s_accuracy\": %.6f}", (long long)step,
+                          ename, eval_loss, ename, eval_acc);
+            if (s->keep_best) best_offer(&s->best, eval_acc);
         }
-        if (!bert_session_checkpoint(s, step, test_acc)) {
+        if (s->keep_best && step == t->total && best_have(&s->best)) { /* the run's end: the best is the result */
+            best_restore(&s->best);
+            printf("%s: keeping the weights of the best validation accuracy, %.4f (--keep best)\n", prog,
+                   s->best.metric);
+        }
+        if (!bert_session_checkpoint(s, step, eval_acc)) {
             status = 1;
             break;
         }
     }
 
     if (status == 0) {
-        if (evaluated_at != t->stop) evaluate(m, te, r->batch, &test_loss, &test_acc, hits_c, count_c);
+        if (evaluated_at != t->stop || has_val || s->keep_best)
+            evaluate(m, te, r->batch, &test_loss, &test_acc, hits_c, count_c);
+        else
+            test_loss = eval_loss, test_acc = eval_acc;
         printf("%s: per-class test accuracy:\n", prog);
         for (int k = 0; k < C; k++)
             printf("  %-20s %.4f (%lld texts)\n", train->class_names[k],
@@ -264,16 +305,19 @@ static int finetune(const options *o, const run_opts *r, bert_session *s) {
         char path[4096];
         double bx[2] = {0, (double)t->stop}, by[2] = {baseline, baseline};
         const curve *acc = &t->eval_accuracy, *train_loss = &t->train_loss, *test_loss_c = &t->eval_loss;
-        svg_series a[2] = {{"test accuracy", acc->x, acc->y, acc->n, false},
+        char acc_name[32], loss_name[32];
+        snprintf(acc_name, sizeof acc_name, "%s accuracy", ename);
+        snprintf(loss_name, sizeof loss_name, "%s loss", ename);
+        svg_series a[2] = {{acc_name, acc->x, acc->y, acc->n, false},
                            {"majority-class baseline", bx, by, 2, false}};
         snprintf(path, sizeof path, "%s/accuracy.svg", o->out);
-        if (svg_plot(path, "BERT fine-tuning: test accuracy", "step", "accuracy", false, a, 2) != 0) {
+        if (svg_plot(path, has_val ? "BERT fine-tuning: validation accuracy" : "BERT fine-tuning: test accuracy", "step", "accuracy", false, a, 2) != 0) {
             fprintf(stderr, "%s: cannot write %s: %s\n", prog, path, strerror(errno));
             status = 1;
         }
         svg_series l[2] = {{"training loss (mean per log interval)", train_loss->x, train_loss->y, train_loss->n,
                             false},
-                           {"test loss", test_loss_c->x, test_loss_c->y, test_loss_c->n, true}};
+                           {loss_name, test_loss_c->x, test_loss_c->y, test_loss_c->n, true}};
         snprintf(path, sizeof path, "%s/loss.svg", o->out);
         if (svg_plot(path, "BERT fine-tuning: loss", "step", "cross-entropy", false, l, 2) != 0) {
             fprintf(stderr, "%s: cannot write %s: %s\n", prog, path, strerror(errno));
@@ -289,7 +333,7 @@ static int finetune(const options *o, const run_opts *r, bert_session *s) {
 int main(int argc, char **argv) {
     options o = {.fortunes = MN_FORTUNES_DIR, .config = "bert-tiny",
                  .categories = "computers,food,love,politics,science,sports", .out = "bert_finetune_out",
-                 .test_fraction = 0.2, .dropout = -1};
+                 .test_fraction = 0.2, .dropout = -1, .keep = "last"};
     run_opts r = {.optimizer = "adamw", .lr = 5e-4, .weight_decay = -1, .schedule = "linear", .warmup = 30,
                   .clip = 1.0, .epochs = 6, .batch = 32, .seed = 1, .log_every = 10};
     cli_opt opts[48] = {
@@ -303,10 +347,16 @@ int main(int argc, char **argv) {
         {"--tsv", CLI_STRING, &o.tsv, "train on text<TAB>label lines of this file instead of fortunes"},
         {"--test-tsv", CLI_STRING, &o.test_tsv, "test on this text<TAB>label file instead of a split"},
         {"--test-fraction", CLI_FLOAT, &o.test_fraction, "share of the texts kept for testing", 0.01, 0.9},
+        {"--val-fraction", CLI_FLOAT, &o.val_fraction, "share of the training texts held out for validation: the "
+                                                       "evaluations during training use them, the test set is used "
+                                                       "once at the end (0: none)", 0, 0.9},
+        {"--keep", CLI_STRING, &o.keep, "the model the run ends with and saves: last, or best (the best validation "
+                                        "accuracy; needs --val-fraction)"},
         {"--max-len", CLI_INT, &o.max_len, "tokens per text incl. [CLS]/[SEP] (0: the model's maximum)", 0, 8192},
         {"--dropout", CLI_FLOAT, &o.dropout, "hidden and attention dropout (-1: the model's config)", -1, 0.99},
         {"--out", CLI_STRING, &o.out, "output directory: metrics.jsonl (unless --log), loss.svg, accuracy.svg"},
-        {"--eval-every", CLI_INT, &o.eval_every, "steps between test evaluations (0: every epoch)", 0, 1e9},
+        {"--eval-every", CLI_INT, &o.eval_every, "steps between evaluations (on the validation set with "
+                                                 "--val-fraction, else the test set; 0: every epoch)", 0, 1e9},
     };
     cli_spec spec = {prog, "--model DIR | --from-scratch [options]", about, opts, cli_count(opts, 48)};
     int rc = run_parse_command_line(&spec, 48, &r, argc, argv);
@@ -314,6 +364,15 @@ int main(int argc, char **argv) {
     if (!o.model && !r.resume_dir && !(o.from_scratch && o.vocab)) {
         fprintf(stderr, "%s: give --model DIR (a BERT to fine-tune), or --from-scratch with --model DIR or --vocab "
                 "FILE (see --help)\n", prog);
+        return 2;
+    }
+    if (strcmp(o.keep, "last") && strcmp(o.keep, "best")) {
+        fprintf(stderr, "%s: --keep %s: expected last or best\n", prog, o.keep);
+        return 2;
+    }
+    if (!strcmp(o.keep, "best") && o.val_fraction <= 0) {
+        fprintf(stderr, "%s: --keep best needs a validation set (--val-fraction): choosing by the test set would "
+                "make its accuracy an overestimate\n", prog);
         return 2;
     }
     if (o.test_tsv && !o.tsv) {

@@ -410,6 +410,46 @@ static void bert_pretrain_reads_a_text_file(void **state) {
         fail_msg("expected a run on the 60 lines, got status %d:\n%s", r.status, r.out);
 }
 
+/* The step of a run's best "val_accuracy" record (the first of equal ones) and that accuracy. */
+static long best_val_step(const char *dir, double *best) {
+    char *rec = records(dir, "\"val_accuracy\"", NULL);
+    long step = -1;
+    *best = -1;
+    for (char *line = rec; line && *line;) {
+        char *end = strchr(line, '\n');
+        const char *sp = strstr(line, "\"step\": "), *ac = strstr(line, "\"val_accuracy\": ");
+        if (sp && ac) {
+            double a = strtod(ac + strlen("\"val_accuracy\": "), NULL);
+            if (a > *best) *best = a, step = strtol(sp + strlen("\"step\": "), NULL, 10);
+        }
+        line = end ? end + 1 : NULL;
+    }
+    free(rec);
+    return step;
+}
+
+/* The run in dir_best (--keep best) printed out and saved the weights of its best validation: the
+ * printed accuracy is the records' best, and the saved model equals, byte for byte, the model of a run
+ * with the same options stopped at that step (prefix: the common options, ckpt: the run's --save). */
+static void kept_the_best(const char *program, const char *prefix, const run_result *r, const char *dir_best,
+                          const char *ckpt) {
+    double best;
+    long step = best_val_step(dir_best, &best);
+    char want[128];
+    snprintf(want, sizeof want, "best validation accuracy, %.4f", best);
+    if (step < 0 || !strstr(r->out, want)) fail_msg("expected \"%s\" (step %ld) in:\n%s", want, step, r->out);
+    char args[4 * PATH_MAX], pa[PATH_MAX + 64], pb[PATH_MAX + 64];
+    snprintf(args, sizeof args, "%s --keep last --out kb_at --save kb_ck_at --stop-at %ld", prefix, step);
+    run_ok(program, args);
+    snprintf(pa, sizeof pa, "%s/%s/model.safetensors", work_dir, ckpt);
+    snprintf(pb, sizeof pb, "%s/kb_ck_at/model.safetensors", work_dir);
+    size_t na = 0, nb = 0;
+    char *a = read_all(pa, &na), *b = read_all(pb, &nb);
+    if (!a || !b || na != nb || memcmp(a, b, na) != 0)
+        fail_msg("%s: the model kept by --keep best differs from the model at its best step %ld", program, step);
+    free(a), free(b);
+}
+
 /* vit_finetune --val-fraction --keep best: evaluations during training use the validation images, the
  * run ends with (and saves) the weights of the best validation accuracy and tests them once; stopped
  * and resumed it ends the same, byte for byte; --keep best without a validation set is refused. */
@@ -423,9 +463,9 @@ static void keep_best_uses_the_validation_set(void **state) {
     write_idx("kb_x.idx", "kb_y.idx", 40, labels);
     char base[2 * PATH_MAX], args[3 * PATH_MAX];
     snprintf(base, sizeof base, "--model '%s' --idx-images kb_x.idx --idx-labels kb_y.idx --steps 12 --batch 8 "
-             "--eval-every 3 --save-every 3 --val-fraction 0.25 --keep best --lr 0.01", model);
+             "--eval-every 3 --save-every 3 --val-fraction 0.25 --lr 0.01", model);
     run_result r;
-    snprintf(args, sizeof args, "%s --out kb_a --save kb_ck_a", base);
+    snprintf(args, sizeof args, "%s --keep best --out kb_a --save kb_ck_a", base);
     run("vit_finetune", args, &r);
     if (r.status != 0 || !strstr(r.out, "keeping the weights of the best validation accuracy") ||
         !strstr(r.out, "val loss") || !strstr(r.out, "validation set"))
@@ -435,9 +475,10 @@ static void keep_best_uses_the_validation_set(void **state) {
                                                                                            ", \"mean_epoch_seconds\"");
     if (!strstr(val, "\"step\": 12") || strstr(fin, "\"val_")) fail_msg("records:\n%s\n%s", val, fin);
     free(val), free(fin);
-    snprintf(args, sizeof args, "%s --out kb_b --save kb_ck_b --stop-at 6", base);
+    kept_the_best("vit_finetune", base, &r, "kb_a", "kb_ck_a");
+    snprintf(args, sizeof args, "%s --keep best --out kb_b --save kb_ck_b --stop-at 6", base);
     run_ok("vit_finetune", args);
-    snprintf(args, sizeof args, "%s --out kb_b2 --save kb_ck_b --resume kb_ck_b", base);
+    snprintf(args, sizeof args, "%s --keep best --out kb_b2 --save kb_ck_b --resume kb_ck_b", base);
     run_ok("vit_finetune", args);
     same_records("kb_a", "kb_b2", "\"final\"", ", \"mean_epoch_seconds\"");
     char pa[PATH_MAX + 64], pb[PATH_MAX + 64];
@@ -450,6 +491,37 @@ static void keep_best_uses_the_validation_set(void **state) {
     snprintf(args, sizeof args, "--model '%s' --idx-images kb_x.idx --idx-labels kb_y.idx --steps 2 --keep best "
              "--out kb_c", model);
     run("vit_finetune", args, &r);
+    if (r.status != 2 || !strstr(r.out, "--keep best needs a validation set"))
+        fail_msg("expected --keep best alone refused, got %d:\n%s", r.status, r.out);
+}
+
+/* bert_finetune --val-fraction --keep best, as vit_finetune: validated on held-out training texts, ending
+ * with (and saving) the best weights, the same after a stop and resume. */
+static void bert_keep_best_uses_the_validation_set(void **state) {
+    (void)state;
+    need("bert_finetune", MN_FORTUNES_DIR "/food");
+    char checkpoint[PATH_MAX + 64];
+    snprintf(checkpoint, sizeof checkpoint, "%s/bp_ck/model.safetensors", work_dir);
+    if (!exists(checkpoint)) run_ok("bert_pretrain", BERT_ARGS " --out bp_x --save bp_ck");
+    const char *base = "--model bp_ck --categories food,love --max-len 16 --steps 12 --batch 8 --eval-every 3 "
+                       "--save-every 3 --val-fraction 0.2 --lr 0.003";
+    char args[2048];
+    run_result r;
+    snprintf(args, sizeof args, "%s --keep best --out bk_a --save bk_ck_a", base);
+    run("bert_finetune", args, &r);
+    if (r.status != 0 || !strstr(r.out, "validation and") || !strstr(r.out, "val accuracy"))
+        fail_msg("expected a run validated on held-out texts, got %d:\n%s", r.status, r.out);
+    char *fin = records("bk_a", "\"final\"", NULL);
+    if (!strstr(fin, "\"test_accuracy\"")) fail_msg("final record:\n%s", fin);
+    free(fin);
+    kept_the_best("bert_finetune", base, &r, "bk_a", "bk_ck_a");
+    snprintf(args, sizeof args, "%s --keep best --out bk_b --save bk_ck_b --stop-at 6", base);
+    run_ok("bert_finetune", args);
+    snprintf(args, sizeof args, "%s --keep best --out bk_b2 --save bk_ck_b --resume bk_ck_b", base);
+    run_ok("bert_finetune", args);
+    same_records("bk_a", "bk_b2", "\"final\"", NULL);
+    snprintf(args, sizeof args, "--model bp_ck --categories food,love --steps 2 --keep best --out bk_c");
+    run("bert_finetune", args, &r);
     if (r.status != 2 || !strstr(r.out, "--keep best needs a validation set"))
         fail_msg("expected --keep best alone refused, got %d:\n%s", r.status, r.out);
 }
@@ -470,6 +542,7 @@ int main(void) {
         cmocka_unit_test(options_say_what_they_do),
         cmocka_unit_test(bert_pretrain_reads_a_text_file),
         cmocka_unit_test(keep_best_uses_the_validation_set),
+        cmocka_unit_test(bert_keep_best_uses_the_validation_set),
     };
     return cmocka_run_group_tests(tests, make_work_dir, remove_work_dir);
 }

@@ -73,17 +73,26 @@ static bool save_model_and_tokenizer(void *session, const char *dir, mn_err *err
     return bert_save_dir(s->m, &s->tok, dir, err);
 }
 
+void bert_session_keep_best(bert_session *s, double metric) {
+    best_init(&s->best, &s->m->params, save_model_and_tokenizer, s, metric);
+    s->keep_best = true;
+}
+
 bool bert_session_checkpoint(bert_session *s, int64_t step, double best_metric) {
+    if (s->keep_best) return trainer_checkpoint(&s->t, step, s->best.metric, best_save_with_model, &s->best);
     return trainer_checkpoint(&s->t, step, best_metric, save_model_and_tokenizer, s);
 }
 
 bool bert_session_free(bert_session *s) {
     bool logged = trainer_free(&s->t);
+    if (s->keep_best) best_free(&s->best);
     text_labelled_free(&s->train_enc);
     text_labelled_free(&s->eval_enc);
+    text_labelled_free(&s->val_enc);
     mn_bert_free(s->m);
     text_tokenizer_free(&s->tok);
     mn_text_dataset_free(&s->train);
     mn_text_dataset_free(&s->eval);
+    mn_text_dataset_free(&s->val);
     return logged;
 }

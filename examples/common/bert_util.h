@@ -4,6 +4,7 @@
 #ifndef MN_BERT_UTIL_H
 #define MN_BERT_UTIL_H
 
+#include "best_weights.h"
 #include "text.h"
 #include "trainer.h"
 
@@ -26,14 +27,18 @@ int64_t bert_mlm_correct(const mn_bert *m, mn_tensor *hidden, mn_tensor *labels,
 
 /* What a BERT training program owns, freed in one place (also on its error paths). */
 typedef struct {
-    mn_text_dataset train, eval;       /* the training texts; the test (or held-out) texts */
+    mn_text_dataset train, eval, val;           /* the training texts; the test (or held-out) texts; validation */
     text_tokenizer tok;
     mn_bert *m;
-    text_labelled train_enc, eval_enc; /* the texts encoded for the model */
+    text_labelled train_enc, eval_enc, val_enc; /* the texts encoded for the model */
     trainer t;
+    bool keep_best;                             /* best holds the weights of the best validation */
+    best_weights best;
 } bert_session;
-/* After step, when a checkpoint is due (trainer_checkpoint): the model and tokenizer (bert_save_dir)
- * and the trainer state into --save. False after printing why. */
+/* --keep best: from now on the checkpoints hold s->best too (metric: the best so far, -1 if none). */
+void bert_session_keep_best(bert_session *s, double metric);
+/* After step, when a checkpoint is due (trainer_checkpoint): the model and tokenizer (bert_save_dir),
+ * the best weights (with --keep best) and the trainer state into --save. False after printing why. */
 bool bert_session_checkpoint(bert_session *s, int64_t step, double best_metric);
 /* False if the metrics log could not be written (see trainer_free). */
 bool bert_session_free(bert_session *s);

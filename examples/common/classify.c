@@ -1,5 +1,6 @@
 #include "classify.h"
 
+#include "best_weights.h"
 #include "progress.h"
 #include "svgplot.h"
 #include "trainer.h"
@@ -10,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 int clf_add_options(cli_opt *opts, int n, int cap, clf_opts *o) {
     cli_opt mine[] = {
@@ -110,67 +110,6 @@ static bool scale_group(const clf_opts *o, const run_opts *r, const mn_params *p
     return true;
 }
 
-/* --keep best: the weights of the best validation so far, saved with every checkpoint as
- * best_model.safetensors so that a resumed run keeps the same best. */
-typedef struct {
-    const clf_model *m;
-    mn_tensor **w; /* [params->count], NULL until the first validation */
-} best_weights;
-
-static void best_take(best_weights *b) {
-    const mn_params *p = b->m->params;
-    mn_scope sc = mn_scope_begin(); /* the clones are retained past it */
-    bool prev = mn_no_grad_begin();
-    for (int i = 0; i < p->count; i++) {
-        if (!b->w[i]) b->w[i] = mn_retain(mn_detach(mnt_clone(p->items[i].tensor)));
-        else mn_copy_(b->w[i], p->items[i].tensor);
-    }
-    mn_no_grad_end(prev);
-    mn_scope_end(sc);
-}
-
-static void best_restore(const best_weights *b) {
-    const mn_params *p = b->m->params;
-    bool prev = mn_no_grad_begin();
-    for (int i = 0; i < p->count; i++) mn_copy_(p->items[i].tensor, b->w[i]);
-    mn_no_grad_end(prev);
-}
-
-static bool save_with_best(void *ctx, const char *dir, mn_err *err) {
-    best_weights *b = ctx;
-    if (!b->m->save(b->m->model, dir, err)) return false;
-    if (!b->w[0]) return true;
-    const mn_params *p = b->m->params;
-    mn_st_entry *e = calloc((size_t)p->count, sizeof *e);
-    for (int i = 0; i < p->count; i++) e[i] = (mn_st_entry){p->items[i].name, b->w[i]};
-    char path[4200];
-    snprintf(path, sizeof path, "%s/best_model.safetensors", dir);
-    bool ok = mn_st_write(path, p->count, e, 0, NULL, err);
-    free(e);
-    return ok;
-}
-
-static bool best_load(best_weights *b, const char *dir, mn_err *err) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/best_model.safetensors", dir);
-    if (access(path, F_OK) != 0) return true; /* no validation before the checkpoint */
-    mn_st_file *f = mn_st_open(path, err);
-    if (!f) return false;
-    const mn_params *p = b->m->params;
-    mn_scope sc = mn_scope_begin(); /* the tensors read are retained past it */
-    bool ok = true;
-    for (int i = 0; i < p->count && ok; i++) {
-        mn_tensor *t = mn_st_read(f, p->items[i].name, err);
-        if (t && !mn_same_shape(t, p->items[i].tensor))
-            ok = mn_err_set(err, "%s: tensor %s has another shape than the model's", path, p->items[i].name);
-        else if (!t) ok = false;
-        else b->w[i] = mn_retain(t);
-    }
-    mn_scope_end(sc);
-    mn_st_close(f);
-    return ok;
-}
-
 int clf_train(const clf_opts *o, const run_opts *r, const clf_model *m, const mn_dataset *train,
               const mn_dataset *test, const train_args *args, clf_result *res) {
     *res = (clf_result){0};
@@ -185,8 +124,8 @@ int clf_train(const clf_opts *o, const run_opts *r, const clf_model *m, const mn
     int status = trainer_start(&t, m->params, o->out_dir);
     /* groups are not part of the optimizer state a resume loads: setting them now is the same as before */
     if (!status && o->lr_prefix && o->lr_scale != 1 && !scale_group(o, r, m->params, t.opt)) status = 1;
-    best_weights best = {m, calloc((size_t)m->params->count + 1, sizeof(mn_tensor *))};
-    double best_acc = r->resume_dir ? t.resumed_best : -1;
+    best_weights best;
+    best_init(&best, m->params, m->save, m->model, r->resume_dir ? t.resumed_best : -1);
     if (!status && o->keep_best && r->resume_dir && !best_load(&best, r->resume_dir, &err)) {
         fprintf(stderr, "%s: cannot resume: %s\n", prog, err.msg);
         status = 1;
@@ -253,14 +192,11 @@ int clf_train(const clf_opts *o, const run_opts *r, const clf_model *m, const mn
                 printf("step %lld (epoch %.2f)  %s loss %.4f acc %.4f  (evaluation of %lld images: %.2fs)\n",
                        (long long)step, epoch_pos, ename, test_loss, test_acc, (long long)mn_dataset_len(evalset),
                        eval_s);
-            if (o->keep_best && test_acc > best_acc) {
-                best_acc = test_acc;
-                best_take(&best);
-            }
+            if (o->keep_best) best_offer(&best, test_acc);
         }
-        if (o->keep_best && step == t.total && best.w[0]) { /* the run's end: the best weights are the result */
+        if (o->keep_best && step == t.total && best_have(&best)) { /* the run's end: the best weights are the result */
             best_restore(&best);
-            printf("%s: keeping the weights of the best validation accuracy, %.4f (--keep best)\n", prog, best_acc);
+            printf("%s: keeping the weights of the best validation accuracy, %.4f (--keep best)\n", prog, best.metric);
         }
         if (epoch_end) {
             double tl = ep_items ? ep_loss / (double)ep_items : 0;
@@ -280,7 +216,7 @@ int clf_train(const clf_opts *o, const run_opts *r, const clf_model *m, const mn
             res->train_loss = tl, res->train_accuracy = ta;
             epoch_train = ep_loss = 0, ep_hits = ep_items = 0, epoch_first = step;
         }
-        bool saved = o->keep_best ? trainer_checkpoint(&t, step, best_acc, save_with_best, &best)
+        bool saved = o->keep_best ? trainer_checkpoint(&t, step, best.metric, best_save_with_model, &best)
                                   : trainer_checkpoint(&t, step, isnan(test_acc) ? 0 : test_acc, m->save, m->model);
         if (!saved) status = 1;
         res->steps = step;
@@ -304,8 +240,7 @@ int clf_train(const clf_opts *o, const run_opts *r, const clf_model *m, const mn
         else if (t.saved_step == stop) printf("%s: saved the model and trainer state to %s\n", prog, r->save_dir);
         if (!plot(o, &t)) status = 1;
     }
-    for (int i = 0; i < m->params->count; i++) mn_release(best.w[i]);
-    free(best.w);
+    best_free(&best);
     if (!trainer_free(&t) && status == 0) status = 1;
     return status;
 }
