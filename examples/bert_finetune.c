@@ -366,15 +366,7 @@ int main(int argc, char **argv) {
                 "FILE (see --help)\n", prog);
         return 2;
     }
-    if (strcmp(o.keep, "last") && strcmp(o.keep, "best")) {
-        fprintf(stderr, "%s: --keep %s: expected last or best\n", prog, o.keep);
-        return 2;
-    }
-    if (!strcmp(o.keep, "best") && o.val_fraction <= 0) {
-        fprintf(stderr, "%s: --keep best needs a validation set (--val-fraction): choosing by the test set would "
-                "make its accuracy an overestimate\n", prog);
-        return 2;
-    }
+    if (!best_keep_option_ok(prog, o.keep, o.val_fraction)) return 2;
     if (o.test_tsv && !o.tsv) {
         fprintf(stderr, "%s: --test-tsv needs --tsv\n", prog);
         return 2;

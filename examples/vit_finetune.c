@@ -16,6 +16,7 @@
  *  - --idx-images FILE --idx-labels FILE: IDX files (e.g. MNIST-style), split the same way.
  * The fine-tuned model is saved as a Hugging Face directory whose id2label holds the class
  * names, with the preprocessor_config.json it was trained with (for vit_predict). */
+#include "common/best_weights.h"
 #include "common/classify.h"
 #include "common/cli.h"
 #include "common/images.h"
@@ -253,15 +254,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: %s\n", prog, err.msg);
         return 1;
     }
-    if (strcmp(o.keep, "last") && strcmp(o.keep, "best")) {
-        fprintf(stderr, "%s: --keep %s: expected last or best\n", prog, o.keep);
-        return 2;
-    }
-    if (!strcmp(o.keep, "best") && o.val_fraction <= 0) {
-        fprintf(stderr, "%s: --keep best needs a validation set (--val-fraction): choosing by the test set would "
-                "make its accuracy an overestimate\n", prog);
-        return 2;
-    }
+    if (!best_keep_option_ok(prog, o.keep, o.val_fraction)) return 2;
     mn_dataset train, test, val = {0};
     if (!load_data(&o, &r, S, C, &train, &test, &err)) {
         fprintf(stderr, "%s: %s\n", prog, err.msg);

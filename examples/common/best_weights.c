@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 void best_init(best_weights *b, const mn_params *params, trainer_save_model save, void *model, double metric) {
@@ -72,4 +73,17 @@ void best_free(best_weights *b) {
     for (int i = 0; i < b->params->count; i++) mn_release(b->w[i]);
     free(b->w);
     b->w = NULL;
+}
+
+bool best_keep_option_ok(const char *prog, const char *keep, double val_fraction) {
+    if (strcmp(keep, "last") && strcmp(keep, "best")) {
+        fprintf(stderr, "%s: --keep %s: expected last or best\n", prog, keep);
+        return false;
+    }
+    if (!strcmp(keep, "best") && val_fraction <= 0) {
+        fprintf(stderr, "%s: --keep best needs a validation set (--val-fraction): choosing by the test set would "
+                "make its accuracy an overestimate\n", prog);
+        return false;
+    }
+    return true;
 }

@@ -28,5 +28,7 @@ bool best_save_with_model(void *ctx, const char *dir, mn_err *err);
 /* best_model.safetensors of a checkpoint directory, if it has one (none: no validation before it). */
 bool best_load(best_weights *b, const char *dir, mn_err *err);
 void best_free(best_weights *b);
+/* --keep KEEP with --val-fraction VAL: last, or best with a validation set; false after printing why. */
+bool best_keep_option_ok(const char *prog, const char *keep, double val_fraction);
 
 #endif
