@@ -162,12 +162,17 @@ static void bert_pretrain_resumed_run_continues_exactly(void **state) {
     same_records("bp_a", "bp_b", FINAL, NULL);
 }
 
-static void bert_finetune_resumed_run_continues_exactly(void **state) {
-    (void)state;
+/* bert_finetune's starting point: bert_pretrain's checkpoint bp_ck (made here when no test made it). */
+static void need_pretrained_bert(void) {
     need("bert_finetune", MN_FORTUNES_DIR "/food");
     char checkpoint[PATH_MAX + 64];
     snprintf(checkpoint, sizeof checkpoint, "%s/bp_ck/model.safetensors", work_dir);
     if (!exists(checkpoint)) run_ok("bert_pretrain", BERT_ARGS " --out bp_x --save bp_ck");
+}
+
+static void bert_finetune_resumed_run_continues_exactly(void **state) {
+    (void)state;
+    need_pretrained_bert();
     const char *args = "--model bp_ck --categories food,love --max-len 16 --steps 6 --batch 8 --log-every 1 "
                        "--eval-every 100";
     run_whole_and_resumed("bert_finetune", args, "bf_a", "bf_b", "bf_ck", 4);
@@ -499,10 +504,7 @@ static void keep_best_uses_the_validation_set(void **state) {
  * with (and saving) the best weights, the same after a stop and resume. */
 static void bert_keep_best_uses_the_validation_set(void **state) {
     (void)state;
-    need("bert_finetune", MN_FORTUNES_DIR "/food");
-    char checkpoint[PATH_MAX + 64];
-    snprintf(checkpoint, sizeof checkpoint, "%s/bp_ck/model.safetensors", work_dir);
-    if (!exists(checkpoint)) run_ok("bert_pretrain", BERT_ARGS " --out bp_x --save bp_ck");
+    need_pretrained_bert();
     const char *base = "--model bp_ck --categories food,love --max-len 16 --steps 12 --batch 8 --eval-every 3 "
                        "--save-every 3 --val-fraction 0.2 --lr 0.003";
     char args[2048];
