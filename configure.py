@@ -62,7 +62,7 @@ CONFIG_LDFLAGS = {
 }
 AVX2_FLAGS = "-mavx2 -mfma"
 AVX512_FLAGS = "-mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma"
-LIBS = "-fopenmp -lsleef -ljansson -lz -lm"
+LIBS = "-fopenmp -lsleef -ljansson -lutf8proc -lz -lm"
 TEST_LIBS = "-lcmocka"
 
 # ---------------------------------------------------------------------------
@@ -108,6 +108,10 @@ int main(void) { return zlibVersion()[0] ? 0 : 1; }
 PROG_JANSSON = r"""
 #include <jansson.h>
 int main(void) { json_t *o = json_object(); int ok = o != NULL; json_decref(o); return !ok; }
+"""
+PROG_UTF8PROC = r"""
+#include <utf8proc.h>
+int main(void) { return utf8proc_tolower(0x41) != 0x61 || utf8proc_category(0x2C) != UTF8PROC_CATEGORY_PO; }
 """
 PROG_MPI = r"""
 #include <mpi.h>
@@ -224,6 +228,7 @@ def run_probes(cc):
             ("stb", "libstb-dev", "<stb/stb_image.h> implementation, compile+link", PROG_STB, "", "-lm"),
             ("zlib", "zlib1g-dev", "<zlib.h> + -lz, compile+link", PROG_ZLIB, "", "-lz"),
             ("jansson", "libjansson-dev", "<jansson.h> + -ljansson, compile+link", PROG_JANSSON, "", "-ljansson"),
+            ("utf8proc", "libutf8proc-dev", "<utf8proc.h> + -lutf8proc, compile+link", PROG_UTF8PROC, "", "-lutf8proc"),
         ]
         have_cc = results[0]["ok"]
         for name, pkg, what, src, cflags, libs in checks:
@@ -512,7 +517,7 @@ Subset of tests: python3 tests/run_tests.py %(bd)s/release [name-filter]
     n.var("avx2_flags", AVX2_FLAGS)
     n.var("avx512_flags", AVX512_FLAGS)
     n.var("libs", LIBS + (" " + mpi["libs"] if mpi else ""))
-    n.var("pc_libs", "-fopenmp -lsleef -ljansson -lz -lm" + (" " + mpi["libs"] if mpi else ""))
+    n.var("pc_libs", "-fopenmp -lsleef -ljansson -lutf8proc -lz -lm" + (" " + mpi["libs"] if mpi else ""))
     n.var("test_libs", TEST_LIBS)
     for c in CONFIGS:
         n.var("%s_cflags" % c, "$common_cflags " + CONFIG_CFLAGS[c])

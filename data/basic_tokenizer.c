@@ -23,34 +23,31 @@ mn__basic_opts mn__basic_opts_resolve(const mn_wordpiece_opts *opts) {
     };
 }
 
-/* Lower-cases / strips accents of one whitespace-separated token, then emits
- * its pieces split at punctuation. word has room for 2 * n code points. */
+/* Lower-cases and/or strips the accents of one whitespace-separated token (as a whole: the
+ * final-sigma rule looks at its neighbours), then emits its pieces split at punctuation. word
+ * has room for 2 n code points. */
 static void finish_token(const mn__basic_opts *o, const uint32_t *tok, size_t n, uint32_t *word, mn__word_fn fn,
                          void *user) {
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t low[2];
-        int k = 1;
-        low[0] = tok[i];
-        if (o->lowercase) k = mn__uni_lower(tok[i], low);
-        for (int j = 0; j < k; j++) {
-            uint32_t cp = low[j];
-            if (o->strip_accents) {
-                uint32_t mark;
-                cp = mn__uni_decompose(cp, &mark); /* the decomposed mark is dropped with the others */
-                if (mn__uni_is_mark(cp)) continue;
-            }
-            word[m++] = cp;
-        }
+    const uint32_t *w = tok;
+    size_t m = n;
+    if (o->lowercase) m = mn__uni_lower(tok, n, word), w = word;
+    uint32_t *nfd = NULL;
+    if (o->strip_accents) { /* NFD, then the non-spacing marks dropped */
+        size_t k, kept = 0;
+        nfd = mn__uni_normalize(w, m, false, &k);
+        for (size_t i = 0; i < k; i++)
+            if (!mn__uni_is_mark(nfd[i])) nfd[kept++] = nfd[i];
+        w = nfd, m = kept;
     }
     size_t start = 0;
     for (size_t i = 0; i < m; i++) {
-        if (!mn__uni_is_punct(word[i])) continue;
-        if (i > start) fn(user, word + start, i - start);
-        fn(user, word + i, 1);
+        if (!mn__uni_is_punct(w[i])) continue;
+        if (i > start) fn(user, w + start, i - start);
+        fn(user, w + i, 1);
         start = i + 1;
     }
-    if (m > start) fn(user, word + start, m - start);
+    if (m > start) fn(user, w + start, m - start);
+    free(nfd);
 }
 
 void mn__basic_tokenize(const mn__basic_opts *o, const char *text, size_t len, mn__word_fn fn, void *user) {
@@ -72,18 +69,10 @@ void mn__basic_tokenize(const mn__basic_opts *o, const char *text, size_t len, m
             cps[n++] = cp;
         }
     }
-    /* NFC for a base letter followed by one combining mark (the covered table) */
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t c = i + 1 < n ? mn__uni_compose(cps[i], cps[i + 1]) : 0;
-        if (c) {
-            cps[m++] = c;
-            i++;
-        } else {
-            cps[m++] = cps[i];
-        }
-    }
-    n = m;
+    size_t m;
+    uint32_t *nfc = mn__uni_normalize(cps, n, true, &m);
+    free(cps);
+    cps = nfc, n = m;
     uint32_t *word = mn__xmalloc(sizeof *word * (2 * n + 1), "tokenizer buffer");
     size_t start = 0;
     for (size_t i = 0; i <= n; i++) {

@@ -10,6 +10,10 @@
 #include <unistd.h>
 
 #include "data/data.h"
+#include "data/tokenizer_internal.h"
+#include "data/unicode.h"
+
+#include <jansson.h>
 
 static const char *const test_vocab[] = {
     "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "un", "##aff", "##able", "hello", "world", ",", "!", ".", "'",
@@ -357,6 +361,55 @@ static void vocab_builder_covers_the_corpus(void **state) {
     assert_non_null(strstr(err.msg, "/nonexistent-dir/vocab.txt"));
 }
 
+/* ---- BasicTokenizer against the stdlib-Python reference (tests/golden/make_basic_tokenizer.py) ---- */
+
+typedef struct {
+    char out[8192];
+    size_t len;
+    int count;
+} token_list;
+
+static void collect_token(void *user, const uint32_t *cps, size_t n) {
+    token_list *t = user;
+    if (t->count++) t->out[t->len++] = '|';
+    for (size_t i = 0; i < n && t->len + 5 < sizeof t->out; i++) t->len += (size_t)mn__utf8_encode(cps[i], t->out + t->len);
+    t->out[t->len] = 0;
+}
+
+static void basic_tokenizer_matches_the_python_reference(void **state) {
+    (void)state;
+    json_error_t jerr;
+    json_t *root = json_load_file("tests/golden/basic_tokenizer.json", JSON_ALLOW_NUL, &jerr);
+    if (!root) fail_msg("tests/golden/basic_tokenizer.json: %s (line %d)", jerr.text, jerr.line);
+    json_t *cases = json_object_get(root, "cases");
+    assert_true(json_array_size(cases) >= 100);
+    int mismatches = 0;
+    for (size_t k = 0; k < json_array_size(cases); k++) {
+        json_t *c = json_array_get(cases, k), *tokens = json_object_get(c, "tokens");
+        const char *text = json_string_value(json_object_get(c, "text"));
+        size_t text_len = json_string_length(json_object_get(c, "text"));
+        mn_wordpiece_opts opts = mn_wordpiece_uncased();
+        opts.lowercase = json_is_true(json_object_get(c, "lowercase"));
+        opts.strip_accents = (int)json_integer_value(json_object_get(c, "strip_accents"));
+        mn__basic_opts o = mn__basic_opts_resolve(&opts);
+        token_list got = {.len = 0};
+        mn__basic_tokenize(&o, text, text_len, collect_token, &got);
+        token_list want = {.len = 0};
+        for (size_t i = 0; i < json_array_size(tokens); i++) {
+            const char *tok = json_string_value(json_array_get(tokens, i));
+            if (want.count++) want.out[want.len++] = '|';
+            want.len += (size_t)snprintf(want.out + want.len, sizeof want.out - want.len, "%s", tok);
+        }
+        if (strcmp(got.out, want.out)) {
+            print_error("case %zu (lowercase %d, strip_accents %d) \"%s\":\n  got  %s\n  want %s\n", k,
+                        opts.lowercase, opts.strip_accents, text, got.out, want.out);
+            mismatches++;
+        }
+    }
+    json_decref(root);
+    assert_int_equal(mismatches, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(greedy_longest_match_with_continuations),
@@ -370,6 +423,7 @@ int main(void) {
         cmocka_unit_test(decode_glues_continuations),
         cmocka_unit_test(vocab_validation_reports_lines),
         cmocka_unit_test(vocab_builder_covers_the_corpus),
+        cmocka_unit_test(basic_tokenizer_matches_the_python_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
