@@ -33,6 +33,8 @@ import sys
 import tempfile
 
 VERSION = "0.1.0"
+SO_NAME = "libmnemo.so.%s" % VERSION.split(".")[0]  # bumped when the ABI changes
+SO_REAL = "libmnemo.so.%s" % VERSION
 
 # Library module folders, in link order.  Only the ones that exist are used.
 MODULES = ["tensor", "autograd", "nn", "optim", "lopt", "models", "data", "meta"]
@@ -48,7 +50,7 @@ CONFIGS = ["release", "debug", "asan"]
 # wider ISAs are confined to *_avx2.c / *_avx512.c and chosen at run time
 # (tensor/cpu.c).
 COMMON_CFLAGS = ("-std=c11 -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers "
-                 "-fopenmp -D_GNU_SOURCE -march=x86-64 -mtune=generic -fPIC -I.")
+                 "-fopenmp -D_GNU_SOURCE -march=x86-64 -mtune=generic -fPIC -fvisibility=hidden -I.")
 CONFIG_CFLAGS = {
     "release": "-O3 -g0",
     "debug": "-O0 -g",
@@ -536,8 +538,10 @@ Subset of tests: python3 tests/run_tests.py %(bd)s/release [name-filter]
     n.var("description", "AR $out", indent=True)
     n()
     n("rule shlib")
-    n.var("command", "$cc -shared -o $out $in $ldflags -Wl,-soname,libmnemo.so $libs", indent=True)
-    n.var("description", "SO $out", indent=True)
+    # libmnemo.so.X.Y.Z with soname libmnemo.so.X (X: the ABI's major version), and the two links
+    n.var("command", "$cc -shared -o $dir/$realname $in $ldflags -Wl,-soname,$soname $libs"
+          " && ln -sfn $realname $dir/$soname && ln -sfn $soname $dir/libmnemo.so", indent=True)
+    n.var("description", "SO $dir/$realname", indent=True)
     n()
     n("rule link")
     n.var("command", "$cc -o $out $in $ldflags $extra_libs $libs", indent=True)
@@ -586,7 +590,8 @@ Subset of tests: python3 tests/run_tests.py %(bd)s/release [name-filter]
         lib_objs = [obj(f) for f in src["lib"]]
         liba, libso = "%s/libmnemo.a" % out, "%s/libmnemo.so" % out
         n.build([liba], "ar", lib_objs)
-        n.build([libso], "shlib", lib_objs, variables={"ldflags": "$%s_ldflags" % c})
+        n.build(["%s/%s" % (out, SO_REAL), "%s/%s" % (out, SO_NAME), libso], "shlib", lib_objs,
+                variables={"ldflags": "$%s_ldflags" % c, "dir": out, "realname": SO_REAL, "soname": SO_NAME})
         targets = [liba, libso]
         tests = []
         helpers = [obj(f) for f in src["test_helpers"]]
@@ -637,9 +642,12 @@ Subset of tests: python3 tests/run_tests.py %(bd)s/release [name-filter]
     for h in src["headers"]:
         cmds.append("install -v -D -m 644 %s %s/include/mnemo/%s" % (h, dest, h))
         removed.append("%s/include/mnemo/%s" % (dest, h))
-    for f, mode in [("%s/release/libmnemo.a" % bd, "644"), ("%s/release/libmnemo.so" % bd, "755")]:
+    for f, mode in [("%s/release/libmnemo.a" % bd, "644"), ("%s/release/%s" % (bd, SO_REAL), "755")]:
         cmds.append("install -v -D -m %s %s %s/lib/%s" % (mode, f, dest, os.path.basename(f)))
         removed.append("%s/lib/%s" % (dest, os.path.basename(f)))
+    for link, target in [(SO_NAME, SO_REAL), ("libmnemo.so", SO_NAME)]:
+        cmds.append("ln -sfnv %s %s/lib/%s" % (target, dest, link))
+        removed.append("%s/lib/%s" % (dest, link))
     cmds.append("install -v -D -m 644 %s %s/lib/pkgconfig/mnemo.pc" % (pc, dest))
     removed.append("%s/lib/pkgconfig/mnemo.pc" % dest)
     n.build(["install"], "run", implicit=["%s/release/libmnemo.a" % bd, "%s/release/libmnemo.so" % bd, pc],

@@ -104,11 +104,11 @@ static void tvec_push(tvec *s, mn_tensor *t) {
 }
 
 static void touch(mn_tensor *t, uint32_t epoch) {
-    if (t->ag_epoch != epoch) {
-        t->ag_epoch = epoch;
-        t->ag_flags = 0;
-        mn_release(t->ag_grad);
-        t->ag_grad = NULL;
+    if (mn__obj(t)->ag_epoch != epoch) {
+        mn__obj(t)->ag_epoch = epoch;
+        mn__obj(t)->ag_flags = 0;
+        mn_release(mn__obj(t)->ag_grad);
+        mn__obj(t)->ag_grad = NULL;
     }
 }
 
@@ -125,8 +125,8 @@ static const char *topo_sort(uint32_t epoch, int n_out, mn_tensor *const *outs, 
         mn_tensor *root = outs[o];
         if (!edge(root)) continue;
         touch(root, epoch);
-        if (root->ag_flags & AG_VISITED) continue;
-        root->ag_flags |= AG_VISITED;
+        if (mn__obj(root)->ag_flags & AG_VISITED) continue;
+        mn__obj(root)->ag_flags |= AG_VISITED;
         tvec_push(&stack, root);
         tvec_push(&child_pos, NULL);
         while (stack.len) {
@@ -142,17 +142,18 @@ static const char *topo_sort(uint32_t epoch, int n_out, mn_tensor *const *outs, 
                 mn_tensor *c = n->in[next];
                 if (!edge(c)) continue;
                 touch(c, epoch);
-                if (c->ag_flags & AG_VISITED) continue;
-                c->ag_flags |= AG_VISITED;
+                if (mn__obj(c)->ag_flags & AG_VISITED) continue;
+                mn__obj(c)->ag_flags |= AG_VISITED;
                 tvec_push(&stack, c);
                 tvec_push(&child_pos, NULL);
                 continue;
             }
-            bool needed = !have_targets || (t->ag_flags & AG_TARGET);
+            bool needed = !have_targets || (mn__obj(t)->ag_flags & AG_TARGET);
             if (n)
                 for (int i = 0; i < n->n_in && !needed; i++)
-                    needed = edge(n->in[i]) && n->in[i]->ag_epoch == epoch && (n->in[i]->ag_flags & AG_NEEDED);
-            if (needed) t->ag_flags |= AG_NEEDED;
+                    needed = edge(n->in[i]) && mn__obj(n->in[i])->ag_epoch == epoch &&
+                             (mn__obj(n->in[i])->ag_flags & AG_NEEDED);
+            if (needed) mn__obj(t)->ag_flags |= AG_NEEDED;
             tvec_push(order, t);
             stack.len--;
             child_pos.len--;
@@ -165,14 +166,15 @@ done:
 }
 
 static void accumulate(mn_tensor *t, mn_tensor *g, bool create_graph) {
-    if (!t->ag_grad) {
-        t->ag_grad = mn_retain(g);
+    if (!mn__obj(t)->ag_grad) {
+        mn__obj(t)->ag_grad = mn_retain(g);
         return;
     }
-    mn_tensor *sum = create_graph ? mn_add(t->ag_grad, g) : mnt_binary(MN_OP_ADD, t->ag_grad, g);
+    mn_tensor *held = mn__obj(t)->ag_grad;
+    mn_tensor *sum = create_graph ? mn_add(held, g) : mnt_binary(MN_OP_ADD, held, g);
     mn_retain(sum);
-    mn_release(t->ag_grad);
-    t->ag_grad = sum;
+    mn_release(mn__obj(t)->ag_grad);
+    mn__obj(t)->ag_grad = sum;
 }
 
 static bool check_versions(const mn_node *n, const mn_tensor *out) {
@@ -197,7 +199,7 @@ static void run_backward(int n_out, mn_tensor *const *outs, mn_tensor *const *go
     uint32_t epoch = __atomic_add_fetch(&g_last_epoch, 1, __ATOMIC_RELAXED);
     for (int i = 0; i < n_in; i++) {
         touch(targets[i], epoch);
-        targets[i]->ag_flags |= AG_TARGET;
+        mn__obj(targets[i])->ag_flags |= AG_TARGET;
     }
     /* validate before taking any reference, so an error leaves nothing behind */
     tvec order = {0};
@@ -210,7 +212,7 @@ static void run_backward(int n_out, mn_tensor *const *outs, mn_tensor *const *go
     }
     for (size_t k = 0; k < order.len; k++) {
         mn_tensor *t = order.v[k];
-        if (t->node && (t->ag_flags & AG_NEEDED) && !check_versions(t->node, t)) {
+        if (t->node && (mn__obj(t)->ag_flags & AG_NEEDED) && !check_versions(t->node, t)) {
             free(order.v);
             report_version_error(t->node, t);
         }
@@ -232,20 +234,20 @@ static void run_backward(int n_out, mn_tensor *const *outs, mn_tensor *const *go
 
     for (size_t k = order.len; k-- > 0;) {
         mn_tensor *t = order.v[k];
-        if (!(t->ag_flags & AG_NEEDED) || !t->ag_grad) continue;
+        if (!(mn__obj(t)->ag_flags & AG_NEEDED) || !mn__obj(t)->ag_grad) continue;
         mn_node *n = t->node;
         if (n) {
             bool any = false;
             for (int i = 0; i < n->n_in; i++) {
                 mn_tensor *c = n->in[i];
-                n->need[i] = edge(c) && c->ag_epoch == epoch && (c->ag_flags & AG_NEEDED);
+                n->need[i] = edge(c) && mn__obj(c)->ag_epoch == epoch && (mn__obj(c)->ag_flags & AG_NEEDED);
                 any |= n->need[i];
             }
             if (any) {
                 mn_tensor *gin_stack[8], **gin = n->n_in <= 8 ? gin_stack : calloc((size_t)n->n_in, sizeof *gin);
                 memset(gin, 0, sizeof *gin * (size_t)(n->n_in <= 8 ? 8 : n->n_in));
                 mn_scope sc = mn_scope_begin();
-                n->backward(n, t, t->ag_grad, gin);
+                n->backward(n, t, mn__obj(t)->ag_grad, gin);
                 for (int i = 0; i < n->n_in; i++) {
                     if (!n->need[i] || !gin[i]) continue;
                     if (!mn_same_shape(gin[i], n->in[i])) {
@@ -260,7 +262,7 @@ static void run_backward(int n_out, mn_tensor *const *outs, mn_tensor *const *go
             }
         } else if (!targets) {
             /* a leaf: accumulate into ->grad */
-            mn_tensor *g = t->ag_grad;
+            mn_tensor *g = mn__obj(t)->ag_grad;
             if (create_graph) {
                 mn_tensor *ng = t->grad ? mn_retain(mn_add(t->grad, g)) : mn_retain(g);
                 mn_release(t->grad);
@@ -272,31 +274,31 @@ static void run_backward(int n_out, mn_tensor *const *outs, mn_tensor *const *go
                 mnt_add_(t->grad, g);
             }
         }
-        if (!(targets && (t->ag_flags & AG_TARGET))) {
-            mn_release(t->ag_grad);
-            t->ag_grad = NULL;
+        if (!(targets && (mn__obj(t)->ag_flags & AG_TARGET))) {
+            mn_release(mn__obj(t)->ag_grad);
+            mn__obj(t)->ag_grad = NULL;
         }
     }
 
     mn_set_grad_enabled(prev_mode);
     if (grads) {
         for (int i = 0; i < n_in; i++) {
-            mn_tensor *g = targets[i]->ag_grad;
+            mn_tensor *g = mn__obj(targets[i])->ag_grad;
             grads[i] = g ? mn_retain(g) : mn_retain(mn_zeros_like(targets[i]));
         }
     }
     for (size_t k = 0; k < order.len; k++) {
         mn_tensor *t = order.v[k];
-        mn_release(t->ag_grad);
-        t->ag_grad = NULL;
+        mn_release(mn__obj(t)->ag_grad);
+        mn__obj(t)->ag_grad = NULL;
         if (!retain && t->node) {
             node_release_inputs(t->node);
             t->node->freed = true;
         }
     }
     for (int i = 0; i < n_in; i++) {
-        mn_release(targets[i]->ag_grad);
-        targets[i]->ag_grad = NULL;
+        mn_release(mn__obj(targets[i])->ag_grad);
+        mn__obj(targets[i])->ag_grad = NULL;
     }
     mn_scope_end(outer);
     for (size_t k = 0; k < order.len; k++) mn_release(order.v[k]);

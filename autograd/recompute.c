@@ -145,17 +145,17 @@ static void recompute_bw(mn_node *n, mn_tensor *out, mn_tensor *g, mn_tensor **g
     for (int j = 0; j < r->n_leaves; j++) {
         mn_tensor *leaf = n->in[r->n_in + j];
         if (!leaf) continue;
-        marks[j] = (outer_marks){leaf->ag_grad, leaf->ag_epoch, leaf->ag_flags};
-        leaf->ag_grad = NULL;
+        marks[j] = (outer_marks){mn__obj(leaf)->ag_grad, mn__obj(leaf)->ag_epoch, mn__obj(leaf)->ag_flags};
+        mn__obj(leaf)->ag_grad = NULL;
     }
     mn_grad(r->n_out, outs, gouts, nt, targets, grads, 0);
     for (int j = 0; j < r->n_leaves; j++) {
         mn_tensor *leaf = n->in[r->n_in + j];
         if (!leaf) continue;
-        mn_release(leaf->ag_grad);
-        leaf->ag_grad = marks[j].grad;
-        leaf->ag_epoch = marks[j].epoch;
-        leaf->ag_flags = marks[j].flags;
+        mn_release(mn__obj(leaf)->ag_grad);
+        mn__obj(leaf)->ag_grad = marks[j].grad;
+        mn__obj(leaf)->ag_epoch = marks[j].epoch;
+        mn__obj(leaf)->ag_flags = marks[j].flags;
     }
     for (int t = 0; t < nt; t++) gin[which[t]] = grads[t];
     free(alias);

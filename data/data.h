@@ -32,37 +32,37 @@ typedef struct {
 
 /* Takes a reference to x ([N, ...]) and y (I32 [N], values in [0, n_classes));
  * copies the names (NULL names the classes "0", "1", ...). */
-void mn_dataset_init(mn_dataset *d, mn_tensor *x, mn_tensor *y, int n_classes, const char *const *class_names);
-int64_t mn_dataset_len(const mn_dataset *d);
-void mn_dataset_free(mn_dataset *d);
+MN_API void mn_dataset_init(mn_dataset *d, mn_tensor *x, mn_tensor *y, int n_classes, const char *const *class_names);
+MN_API int64_t mn_dataset_len(const mn_dataset *d);
+MN_API void mn_dataset_free(mn_dataset *d);
 /* counts[c] = number of samples of class c (n_classes entries). */
-void mn_dataset_class_counts(const mn_dataset *d, int64_t *counts);
+MN_API void mn_dataset_class_counts(const mn_dataset *d, int64_t *counts);
 /* Rows index (I32 [M], values in [0, N)) of d, same classes. */
-void mn_dataset_subset(const mn_dataset *d, mn_tensor *index, mn_dataset *out);
+MN_API void mn_dataset_subset(const mn_dataset *d, mn_tensor *index, mn_dataset *out);
 /* The samples whose label is one of classes[0..n), relabelled by position:
  * classes {5, 6, 7, 8, 9} become labels 0..4 with those classes' names. Order kept. */
-void mn_dataset_select_classes(const mn_dataset *d, int n, const int *classes, mn_dataset *out);
+MN_API void mn_dataset_select_classes(const mn_dataset *d, int n, const int *classes, mn_dataset *out);
 /* k samples of every class (all of a class with fewer): the first k in dataset
  * order when rng is NULL, else k drawn at random. The result keeps dataset order. */
-void mn_dataset_take_per_class(const mn_dataset *d, int64_t k, mn_rng *rng, mn_dataset *out);
+MN_API void mn_dataset_take_per_class(const mn_dataset *d, int64_t k, mn_rng *rng, mn_dataset *out);
 /* Random split with round(test_fraction * N) test samples (per class when
  * stratified, rounding each class separately); both parts keep dataset order. */
-void mn_dataset_split(const mn_dataset *d, double test_fraction, bool stratified, mn_rng *rng, mn_dataset *train,
+MN_API void mn_dataset_split(const mn_dataset *d, double test_fraction, bool stratified, mn_rng *rng, mn_dataset *train,
                       mn_dataset *test);
 /* The rows index of x and y: a batch. x -> [B, ...], y -> I32 [B]. */
-void mn_dataset_batch(const mn_dataset *d, mn_tensor *index, mn_tensor **x, mn_tensor **y);
+MN_API void mn_dataset_batch(const mn_dataset *d, mn_tensor *index, mn_tensor **x, mn_tensor **y);
 
 /* ---- shuffling, splitting, batching ----------------------------------------------------------- */
 /* Fisher-Yates: for i = n-1 .. 1, swap v[i] with v[mn_rng_below(rng, i + 1)]. */
-void mn_shuffle_i32(mn_rng *rng, int64_t n, int32_t *v);
+MN_API void mn_shuffle_i32(mn_rng *rng, int64_t n, int32_t *v);
 /* A random permutation of 0..n-1 (I32 [n]): the identity shuffled as above. */
-mn_tensor *mn_randperm(int64_t n, mn_rng *rng);
+MN_API mn_tensor *mn_randperm(int64_t n, mn_rng *rng);
 /* x [N, ...] (F32 or I32), index I32 [B] with values in [0, N) -> [B, ...] (a copy). */
-mn_tensor *mn_gather_rows(mn_tensor *x, mn_tensor *index);
+MN_API mn_tensor *mn_gather_rows(mn_tensor *x, mn_tensor *index);
 /* Index lists for a seeded train/test split of n samples, both sorted ascending.
  * With labels (n values in [0, n_classes)) the split is stratified: each class
  * contributes round(test_fraction * its count) test samples. */
-void mn_split_indices(int64_t n, const int32_t *labels, int n_classes, double test_fraction, mn_rng *rng,
+MN_API void mn_split_indices(int64_t n, const int32_t *labels, int n_classes, double test_fraction, mn_rng *rng,
                       mn_tensor **train, mn_tensor **test);
 
 /* Batches of indices over n samples, epoch after epoch. Epoch e's order is a
@@ -76,17 +76,17 @@ typedef struct {
     int64_t epoch, next; /* the next batch starts at position next of epoch's order */
     int32_t *order;      /* epoch's order (n entries) */
 } mn_batcher;
-void mn_batcher_init(mn_batcher *b, int64_t n, int64_t batch_size, bool shuffle, bool drop_last, uint64_t seed);
+MN_API void mn_batcher_init(mn_batcher *b, int64_t n, int64_t batch_size, bool shuffle, bool drop_last, uint64_t seed);
 /* I32 [B] indices of the next batch (the last may be short unless drop_last), or
  * NULL once the epoch is over; the call after a NULL starts the next epoch. */
-mn_tensor *mn_batcher_next(mn_batcher *b);
-int64_t mn_batcher_batches_per_epoch(const mn_batcher *b);
+MN_API mn_tensor *mn_batcher_next(mn_batcher *b);
+MN_API int64_t mn_batcher_batches_per_epoch(const mn_batcher *b);
 /* Batches already handed out in the current epoch (a short last batch counts
  * as one): save it with b->epoch, resume with mn_batcher_seek. */
-int64_t mn_batcher_position(const mn_batcher *b);
+MN_API int64_t mn_batcher_position(const mn_batcher *b);
 /* Continue after the first `batch` batches of epoch `epoch`. */
-void mn_batcher_seek(mn_batcher *b, int64_t epoch, int64_t batch);
-void mn_batcher_free(mn_batcher *b);
+MN_API void mn_batcher_seek(mn_batcher *b, int64_t epoch, int64_t batch);
+MN_API void mn_batcher_free(mn_batcher *b);
 
 /* ---- IDX files (Fashion-MNIST) ---------------------------------------------------------------
  * LeCun's IDX format of unsigned bytes: a big-endian magic 0x000008DD (DD =
@@ -94,19 +94,19 @@ void mn_batcher_free(mn_batcher *b);
  * be gzip-compressed or plain (detected from the content). The size of the data
  * must match the header exactly; errors name the file and the byte offset (in
  * the decompressed stream for gzip files). */
-mn_tensor *mn_idx_read_images(const char *path, mn_err *err); /* magic 0x803 -> [N, 1, H, W] F32 in [0, 1] */
-mn_tensor *mn_idx_read_labels(const char *path, mn_err *err); /* magic 0x801 -> I32 [N] */
+MN_API mn_tensor *mn_idx_read_images(const char *path, mn_err *err); /* magic 0x803 -> [N, 1, H, W] F32 in [0, 1] */
+MN_API mn_tensor *mn_idx_read_labels(const char *path, mn_err *err); /* magic 0x801 -> I32 [N] */
 
 #define MN_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 /* Mean and standard deviation of the training pixels (after scaling to [0, 1]). */
 #define MN_FASHION_MNIST_MEAN 0.28604f
 #define MN_FASHION_MNIST_STD 0.35302f
 /* "T-shirt/top", "Trouser", ..., "Ankle boot" for labels 0..9; NULL otherwise. */
-const char *mn_fashion_mnist_class_name(int label);
+MN_API const char *mn_fashion_mnist_class_name(int label);
 /* Loads {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz from dir (NULL: the
  * Debian location above): x [N, 1, 28, 28] in [0, 1], or standardised with the
  * mean/std above when normalize; y I32 [N]; the 10 class names. */
-bool mn_fashion_mnist_load(const char *dir, bool train, bool normalize, mn_dataset *out, mn_err *err);
+MN_API bool mn_fashion_mnist_load(const char *dir, bool train, bool normalize, mn_dataset *out, mn_err *err);
 
 /* ---- images -------------------------------------------------------------------------------------
  * PNG, JPEG and BMP through stb_image. Pixels become floats in [0, 1], then
@@ -131,23 +131,23 @@ typedef struct {
 /* One image -> [C, H, W]. Grey images are replicated to RGB and colour images
  * reduced to grey with stb_image's weights (77 R + 150 G + 29 B) / 256; alpha
  * is dropped. Errors name the file and stb_image's reason. */
-mn_tensor *mn_image_load(const char *path, const mn_image_opts *opts, mn_err *err);
+MN_API mn_tensor *mn_image_load(const char *path, const mn_image_opts *opts, mn_err *err);
 /* The same from an encoded image in memory; name is used in messages. */
-mn_tensor *mn_image_decode(const void *data, size_t size, const char *name, const mn_image_opts *opts, mn_err *err);
+MN_API mn_tensor *mn_image_decode(const void *data, size_t size, const char *name, const mn_image_opts *opts, mn_err *err);
 /* root/CLASS/FILE with FILE ending in .png, .jpg, .jpeg or .bmp (any case):
  * classes are the sub-folders sorted by name (byte order), files are sorted by
  * name within a class, other files and hidden entries are skipped. Without a
  * resize, every image must have the first image's size. x [N, C, H, W], y I32
  * [N], class names = folder names. A class folder without images is an error. */
-bool mn_image_folder_load(const char *root, const mn_image_opts *opts, mn_dataset *out, mn_err *err);
+MN_API bool mn_image_folder_load(const char *root, const mn_image_opts *opts, mn_dataset *out, mn_err *err);
 /* Bilinear resize of the last two dims of a F32 [..., H, W] -> [..., height, width].
  * Pixel centres are aligned (PyTorch's align_corners=False); when shrinking, the
  * triangle filter is widened by the scale factor, as PIL's BILINEAR does, so the
  * result is antialiased. Enlarging is plain bilinear interpolation with the
  * border pixels repeated. */
-mn_tensor *mn_image_resize(mn_tensor *x, int64_t height, int64_t width);
+MN_API mn_tensor *mn_image_resize(mn_tensor *x, int64_t height, int64_t width);
 /* x [C, H, W] or [N, C, H, W], contiguous F32, in place: x[c] = (x[c] - mean[c]) / std[c]. */
-void mn_image_normalize_(mn_tensor *x, const float *mean, const float *std);
+MN_API void mn_image_normalize_(mn_tensor *x, const float *mean, const float *std);
 
 /* ---- text corpora ---------------------------------------------------------------------------- */
 typedef struct {
@@ -157,11 +157,11 @@ typedef struct {
     int n_classes;
     char **class_names; /* owned */
 } mn_text_dataset;
-void mn_text_dataset_free(mn_text_dataset *d);
+MN_API void mn_text_dataset_free(mn_text_dataset *d);
 /* Rows index (I32 [M], values in [0, n)) of d, same classes. */
-void mn_text_dataset_subset(const mn_text_dataset *d, mn_tensor *index, mn_text_dataset *out);
+MN_API void mn_text_dataset_subset(const mn_text_dataset *d, mn_tensor *index, mn_text_dataset *out);
 /* As mn_dataset_split. */
-void mn_text_dataset_split(const mn_text_dataset *d, double test_fraction, bool stratified, mn_rng *rng,
+MN_API void mn_text_dataset_split(const mn_text_dataset *d, double test_fraction, bool stratified, mn_rng *rng,
                            mn_text_dataset *train, mn_text_dataset *test);
 
 #define MN_FORTUNES_DIR "/usr/share/games/fortunes"
@@ -173,7 +173,7 @@ void mn_text_dataset_split(const mn_text_dataset *d, double test_fraction, bool 
  * index files (sorted by name). Text is kept as bytes (the files are ASCII or
  * UTF-8; the tokenizer copes with anything). A category without entries is an
  * error. */
-bool mn_fortunes_load(const char *dir, int n, const char *const *categories, mn_text_dataset *out, mn_err *err);
+MN_API bool mn_fortunes_load(const char *dir, int n, const char *const *categories, mn_text_dataset *out, mn_err *err);
 
 /* TSV: one sample per line, "text<TAB>label", split at the last tab so the
  * text may contain tabs; "\r\n" endings accepted; blank lines skipped; spaces
@@ -185,8 +185,8 @@ bool mn_fortunes_load(const char *dir, int n, const char *const *categories, mn_
 typedef enum { MN_LABELS_FIRST_SEEN, MN_LABELS_SORTED } mn_label_order;
 /* A plain-text corpus: one document per line ("\r\n" accepted, blank lines skipped), UTF-8; all of
  * class 0, named after the file. Errors (NUL, invalid UTF-8, no text) name the file and line. */
-bool mn_lines_load(const char *path, mn_text_dataset *out, mn_err *err);
-bool mn_tsv_load(const char *path, mn_label_order order, int n_known, const char *const *known,
+MN_API bool mn_lines_load(const char *path, mn_text_dataset *out, mn_err *err);
+MN_API bool mn_tsv_load(const char *path, mn_label_order order, int n_known, const char *const *known,
                  mn_text_dataset *out, mn_err *err);
 
 /* ---- WordPiece (BERT's tokenizer) --------------------------------------------------------------
@@ -212,30 +212,30 @@ typedef struct {
     int max_word_chars; /* max_input_chars_per_word; 0 means 100 */
 } mn_wordpiece_opts;
 /* The options of bert-base-uncased (used when opts is NULL). */
-mn_wordpiece_opts mn_wordpiece_uncased(void);
+MN_API mn_wordpiece_opts mn_wordpiece_uncased(void);
 
 /* True if s[0..n) is valid UTF-8 (no overlong form, surrogate or truncated sequence); else *bad is
  * the offset of the first bad byte. Text read from files and stdin is checked with it. */
-bool mn_utf8_valid(const char *s, size_t n, size_t *bad);
+MN_API bool mn_utf8_valid(const char *s, size_t n, size_t *bad);
 
 typedef struct mn_wordpiece mn_wordpiece;
 /* vocab.txt: one token per line, id = line number - 1. The file must be UTF-8
  * with no empty line (except at the end), no duplicate and all five special
  * tokens; errors give the line. */
-mn_wordpiece *mn_wordpiece_load(const char *vocab_path, const mn_wordpiece_opts *opts, mn_err *err);
-mn_wordpiece *mn_wordpiece_from_memory(const char *data, size_t size, const char *name, const mn_wordpiece_opts *opts,
+MN_API mn_wordpiece *mn_wordpiece_load(const char *vocab_path, const mn_wordpiece_opts *opts, mn_err *err);
+MN_API mn_wordpiece *mn_wordpiece_from_memory(const char *data, size_t size, const char *name, const mn_wordpiece_opts *opts,
                                        mn_err *err);
-void mn_wordpiece_free(mn_wordpiece *t);
-int32_t mn_wordpiece_vocab_size(const mn_wordpiece *t);
-int32_t mn_wordpiece_id(const mn_wordpiece *t, const char *token); /* -1 if absent */
-const char *mn_wordpiece_token(const mn_wordpiece *t, int32_t id); /* NULL if out of range */
-bool mn_wordpiece_is_special(const mn_wordpiece *t, int32_t id);   /* one of the five special tokens */
+MN_API void mn_wordpiece_free(mn_wordpiece *t);
+MN_API int32_t mn_wordpiece_vocab_size(const mn_wordpiece *t);
+MN_API int32_t mn_wordpiece_id(const mn_wordpiece *t, const char *token); /* -1 if absent */
+MN_API const char *mn_wordpiece_token(const mn_wordpiece *t, int32_t id); /* NULL if out of range */
+MN_API bool mn_wordpiece_is_special(const mn_wordpiece *t, int32_t id);   /* one of the five special tokens */
 /* Token ids of text (no [CLS]/[SEP]); malloc'd, *n set to the count; free() it. */
-int32_t *mn_wordpiece_tokenize(const mn_wordpiece *t, const char *text, int64_t *n);
+MN_API int32_t *mn_wordpiece_tokenize(const mn_wordpiece *t, const char *text, int64_t *n);
 /* Tokens joined by spaces with "##" continuations glued to the previous token
  * (Hugging Face's convert_tokens_to_string, without clean_up_tokenization_spaces);
  * special tokens left out when skip_special. malloc'd; ids must be in range. */
-char *mn_wordpiece_decode(const mn_wordpiece *t, const int32_t *ids, int64_t n, bool skip_special);
+MN_API char *mn_wordpiece_decode(const mn_wordpiece *t, const int32_t *ids, int64_t n, bool skip_special);
 
 /* One text, or a pair when b != NULL, as BERT's input of exactly max_len:
  * [CLS] a [SEP] (b [SEP]) then [PAD]s. Too long inputs are truncated as Hugging
@@ -244,7 +244,7 @@ char *mn_wordpiece_decode(const mn_wordpiece *t, const int32_t *ids, int64_t n, 
  * [SEP], 1 for b and its [SEP], 0 on padding; attention_mask: 1 on tokens, 0 on
  * padding. Returns the number of non-padding positions. max_len >= 3 (2 for a
  * single text). */
-int64_t mn_wordpiece_encode(const mn_wordpiece *t, const char *a, const char *b, int64_t max_len, int32_t *input_ids,
+MN_API int64_t mn_wordpiece_encode(const mn_wordpiece *t, const char *a, const char *b, int64_t max_len, int32_t *input_ids,
                             int32_t *token_type_ids, int32_t *attention_mask);
 typedef struct {
     mn_tensor *input_ids;      /* I32 [B, T] */
@@ -253,7 +253,7 @@ typedef struct {
 } mn_encoding;
 /* n texts (pairs when b != NULL) as [n, max_len] tensors; they are handed out
  * like op results (in the current scope, if any). */
-mn_encoding mn_wordpiece_encode_batch(const mn_wordpiece *t, int64_t n, const char *const *a, const char *const *b,
+MN_API mn_encoding mn_wordpiece_encode_batch(const mn_wordpiece *t, int64_t n, const char *const *a, const char *const *b,
                                       int64_t max_len);
 
 /* A BERT-style vocab.txt from a corpus, written atomically: [PAD] [UNK] [CLS]
@@ -271,7 +271,7 @@ typedef struct {
     int max_piece_chars; /* longest piece considered; 0 means 16 */
     int64_t min_count;   /* 0 means 2 */
 } mn_vocab_build_opts;
-bool mn_wordpiece_build_vocab(int64_t n, const char *const *texts, const mn_wordpiece_opts *tok_opts,
+MN_API bool mn_wordpiece_build_vocab(int64_t n, const char *const *texts, const mn_wordpiece_opts *tok_opts,
                               const mn_vocab_build_opts *opts, const char *path, mn_err *err);
 
 /* ---- masked language modelling --------------------------------------------------------------
@@ -282,6 +282,6 @@ bool mn_wordpiece_build_vocab(int64_t n, const char *const *texts, const mn_word
  * 0.8, a random non-special token with probability 0.1, or stays (0.1).
  * Returns the corrupted ids (I32 [B, T]); *labels (I32 [B, T]) holds the
  * original id at chosen positions and -100 elsewhere. */
-mn_tensor *mn_mlm_mask(const mn_wordpiece *t, mn_tensor *input_ids, float prob, mn_rng *rng, mn_tensor **labels);
+MN_API mn_tensor *mn_mlm_mask(const mn_wordpiece *t, mn_tensor *input_ids, float prob, mn_rng *rng, mn_tensor **labels);
 
 #endif

@@ -50,9 +50,9 @@ struct mn_meta_task {
      * parameters; NULL for the others. */
     const mn_params *layout;
 };
-mn_tensor *mn_meta_task_loss(const mn_meta_task *t, mn_tensor *const *params, mn_rng *rng); /* on a fresh batch */
-mn_tensor *mn_meta_task_meta_loss(const mn_meta_task *t, mn_tensor *const *params, mn_rng *rng);
-void mn_meta_task_free(mn_meta_task *t); /* NULL is fine */
+MN_API mn_tensor *mn_meta_task_loss(const mn_meta_task *t, mn_tensor *const *params, mn_rng *rng); /* on a fresh batch */
+MN_API mn_tensor *mn_meta_task_meta_loss(const mn_meta_task *t, mn_tensor *const *params, mn_rng *rng);
+MN_API void mn_meta_task_free(mn_meta_task *t); /* NULL is fine */
 
 /* A family names one task per seed (deterministically: resuming re-creates tasks from seeds). */
 typedef struct mn_meta_family mn_meta_family;
@@ -61,7 +61,7 @@ struct mn_meta_family {
     mn_meta_task *(*sample)(const mn_meta_family *f, uint64_t seed);
     void (*free)(mn_meta_family *f);
 };
-void mn_meta_family_free(mn_meta_family *f); /* NULL is fine */
+MN_API void mn_meta_family_free(mn_meta_family *f); /* NULL is fine */
 
 /* ---- tasks on the library's models ---------------------------------------------------------------------
  * Built on models/ (mn_mlp_model, mn_vit, mn_bert) run on the caller's parameters (mn_params_substitute), so
@@ -72,11 +72,11 @@ typedef struct mn_meta_data mn_meta_data;
 /* fm_dir, fortunes_dir: NULL for the Debian locations (MN_FASHION_MNIST_DIR, MN_FORTUNES_DIR); work_dir holds
  * caches (a WordPiece vocabulary built from the fortunes; created if missing); test_limit > 0 evaluates on
  * the first test_limit test samples only (0: all). */
-mn_meta_data *mn_meta_data_new(const char *fm_dir, const char *fortunes_dir, const char *work_dir, int64_t test_limit);
-void mn_meta_data_free(mn_meta_data *d);
+MN_API mn_meta_data *mn_meta_data_new(const char *fm_dir, const char *fortunes_dir, const char *work_dir, int64_t test_limit);
+MN_API void mn_meta_data_free(mn_meta_data *d);
 /* Fashion-MNIST at 28 or 14 pixels a side: x [N, 1, S, S] standardised, y I32 [N] (borrowed); false and err if
  * unreadable. */
-bool mn_meta_data_images(mn_meta_data *d, int size, bool train, mn_tensor **x, mn_tensor **y, mn_err *err);
+MN_API bool mn_meta_data_images(mn_meta_data *d, int size, bool train, mn_tensor **x, mn_tensor **y, mn_err *err);
 
 /* An MLP classifier of Fashion-MNIST: sizes[0] = 784 or 196 inputs (28x28 or 14x14), sizes[n_layers] = 10. */
 typedef struct {
@@ -85,14 +85,14 @@ typedef struct {
     mn_act act;
     int batch;
 } mn_meta_mlp_config;
-mn_meta_task *mn_meta_mlp_task(mn_meta_data *d, const mn_meta_mlp_config *c, mn_err *err);
+MN_API mn_meta_task *mn_meta_mlp_task(mn_meta_data *d, const mn_meta_mlp_config *c, mn_err *err);
 
 /* A ViT classifier of Fashion-MNIST (mn_vit: pre-LN blocks, CLS token): image 14 or 28 pixels, patch divides
  * it, heads divide dim, MLP width mlp_dim. */
 typedef struct {
     int image, patch, dim, depth, heads, mlp_dim, batch;
 } mn_meta_vit_config;
-mn_meta_task *mn_meta_vit_task(mn_meta_data *d, const mn_meta_vit_config *c, mn_err *err);
+MN_API mn_meta_task *mn_meta_vit_task(mn_meta_data *d, const mn_meta_vit_config *c, mn_err *err);
 
 /* A BERT masked language model (mn_bert, no dropout) on the fortunes without the ascii-art pictures, split
  * 90/10 with a fixed seed, tokenised by a WordPiece vocabulary of `vocab` entries built from the training part
@@ -103,8 +103,8 @@ typedef struct {
     int hidden, layers, heads, intermediate; /* bert-tiny: 128, 2, 2, 512 */
     int batch, len, vocab;                   /* 32, 64, 2048 */
 } mn_meta_bert_config;
-mn_meta_bert_config mn_meta_bert_config_named(const char *size); /* "tiny", "mini"; zeros if unknown */
-mn_meta_task *mn_meta_bert_task(mn_meta_data *d, const mn_meta_bert_config *c, mn_err *err);
+MN_API mn_meta_bert_config mn_meta_bert_config_named(const char *size); /* "tiny", "mini"; zeros if unknown */
+MN_API mn_meta_task *mn_meta_bert_task(mn_meta_data *d, const mn_meta_bert_config *c, mn_err *err);
 
 /* Families of tasks on the models, by name, several joined by '+' (each drawn equally often):
  *   mlp        MLPs: 28x28 or 14x14 inputs (image_size 28, 14, or 0 for either, drawn per task), 1-2 hidden
@@ -117,14 +117,14 @@ mn_meta_task *mn_meta_bert_task(mn_meta_data *d, const mn_meta_bert_config *c, m
  *   quadratic  random quadratics (10-100 dimensions; alone only).
  * The data is read when the family is made, so sampling cannot fail later. NULL and err on a bad name or
  * width list or unreadable data. d must outlive the family. */
-mn_meta_family *mn_meta_family_new(const char *name, mn_meta_data *d, int image_size, const char *widths, mn_err *err);
+MN_API mn_meta_family *mn_meta_family_new(const char *name, mn_meta_data *d, int image_size, const char *widths, mn_err *err);
 
 /* Random convex quadratics |W x - y|^2: L(x) = mean over a batch of rows r of (w_r . x - y_r)^2, for W [2d, d]
  * with N(0, s^2) entries (s log-uniform in [e^-1, e]) and y = W x* + N(0, 0.01 d s^2) noise (x* ~ N(0, 1)), so
  * from x0 ~ N(0, 1) the loss can fall about 200-fold; a batch is d rows drawn with replacement. The family
  * draws d uniformly in [min_dim, max_dim]. Test loss: over all rows; no metric (NAN). Deterministic in seed. */
-mn_meta_family *mn_meta_quadratic_family(int min_dim, int max_dim);
-mn_meta_task *mn_meta_quadratic_task(int dim, uint64_t seed);
+MN_API mn_meta_family *mn_meta_quadratic_family(int min_dim, int max_dim);
+MN_API mn_meta_task *mn_meta_quadratic_task(int dim, uint64_t seed);
 
 /* One task being trained by a learned optimizer; params and state hold the current values
  * (between truncations: detached leaves). The data streams derive from the seed. */
@@ -139,10 +139,10 @@ typedef struct {
     int64_t horizon;       /* the outer loop restarts the task when step >= horizon */
 } mn_task_run;
 /* Takes ownership of task; parameters from task->vt->init(seed), a fresh state of o. */
-mn_task_run *mn_task_run_new(mn_meta_task *task, uint64_t seed, const mn_lopt *o, int64_t horizon);
+MN_API mn_task_run *mn_task_run_new(mn_meta_task *task, uint64_t seed, const mn_lopt *o, int64_t horizon);
 /* Truncation boundary: parameters and optimizer state keep their values and drop their graph. */
-void mn_task_run_detach(mn_task_run *r);
-void mn_task_run_free(mn_task_run *r);
+MN_API void mn_task_run_detach(mn_task_run *r);
+MN_API void mn_task_run_free(mn_task_run *r);
 
 typedef struct {
     int steps;              /* K inner steps per truncation: 20 */
@@ -165,7 +165,7 @@ typedef struct {
  * Returns the meta-loss (mean of the K terms), a graph node reaching mn_lopt_weights(o); r->params
  * become theta_K (graph nodes) and r->step advances by K. *train_loss (may be NULL): the mean of
  * the inner training losses. A non-finite loss does not stop the unroll: the caller checks. */
-mn_tensor *mn_meta_unroll(const mn_lopt *o, mn_task_run *r, const mn_unroll_opts *opts, double *train_loss);
+MN_API mn_tensor *mn_meta_unroll(const mn_lopt *o, mn_task_run *r, const mn_unroll_opts *opts, double *train_loss);
 
 typedef struct {
     mn_unroll_opts unroll;
@@ -179,7 +179,7 @@ typedef struct {
 /* The truncated-backprop estimator on one truncation: mn_meta_unroll, the meta-gradient w.r.t.
  * mn_lopt_weights(o) into grads[i] (new tensors in the current scope), clipped, then the truncation
  * boundary (mn_task_run_detach). Returns res->finite; when false, grads are NULL. */
-bool mn_tbptt_estimate(const mn_lopt *o, mn_task_run *r, const mn_tbptt_opts *opts, mn_tensor **grads,
+MN_API bool mn_tbptt_estimate(const mn_lopt *o, mn_task_run *r, const mn_tbptt_opts *opts, mn_tensor **grads,
                        mn_tbptt_result *res);
 
 /* ---- one inner step without a graph ----------------------------------------------------------------------
@@ -188,7 +188,7 @@ bool mn_tbptt_estimate(const mn_lopt *o, mn_task_run *r, const mn_tbptt_opts *op
  * only), then mn_lopt_apply with grad mode off (the fused path). r->params become the new values and r->step
  * advances. Returns the training loss; when meta_loss is not NULL, *meta_loss = log (or, plain_mean, the
  * value) of the task loss at the new parameters on a fresh meta-batch. */
-double mn_meta_inner_step(const mn_lopt *o, mn_task_run *r, float lr_scale, bool plain_mean, double *meta_loss);
+MN_API double mn_meta_inner_step(const mn_lopt *o, mn_task_run *r, float lr_scale, bool plain_mean, double *meta_loss);
 
 /* ---- truncation schedules: how long each sampled task is trained before a new one replaces it ------------ */
 typedef enum {
@@ -196,9 +196,9 @@ typedef enum {
     MN_HORIZON_LOG_UNIFORM, /* log T uniform in [log min, log (max + 1)) */
     MN_HORIZON_CONSTANT,    /* T = max */
 } mn_horizon_kind;
-int64_t mn_horizon_sample(mn_horizon_kind kind, int64_t min, int64_t max, mn_rng *rng);
-const char *mn_horizon_kind_name(mn_horizon_kind kind);            /* "uniform", "log-uniform", "constant" */
-bool mn_horizon_kind_parse(const char *name, mn_horizon_kind *out); /* false if unknown */
+MN_API int64_t mn_horizon_sample(mn_horizon_kind kind, int64_t min, int64_t max, mn_rng *rng);
+MN_API const char *mn_horizon_kind_name(mn_horizon_kind kind);            /* "uniform", "log-uniform", "constant" */
+MN_API bool mn_horizon_kind_parse(const char *name, mn_horizon_kind *out); /* false if unknown */
 
 /* ---- gradient estimators ---------------------------------------------------------------------------------
  * An estimator turns one truncation of a task into an estimate of the meta-gradient, written as one flat
@@ -218,8 +218,8 @@ bool mn_horizon_kind_parse(const char *name, mn_horizon_kind *out); /* false if 
  * so memory does not grow with the truncation length. A pair with a non-finite loss is left out of the
  * estimate and reported; the task then restarts. */
 typedef enum { MN_ESTIMATOR_TBPTT, MN_ESTIMATOR_PES, MN_ESTIMATOR_ES } mn_estimator_kind;
-const char *mn_estimator_kind_name(mn_estimator_kind kind);            /* "tbptt", "pes", "es" */
-bool mn_estimator_kind_parse(const char *name, mn_estimator_kind *out); /* false if unknown */
+MN_API const char *mn_estimator_kind_name(mn_estimator_kind kind);            /* "tbptt", "pes", "es" */
+MN_API bool mn_estimator_kind_parse(const char *name, mn_estimator_kind *out); /* false if unknown */
 
 typedef struct {
     mn_estimator_kind kind;             /* tbptt */
@@ -279,11 +279,11 @@ struct mn_meta_estimator {
                    mn_meta_estimate *res);
 };
 /* The built-in estimator of opts->kind (stops with a message on invalid options). */
-mn_meta_estimator mn_meta_estimator_make(const mn_estimator_opts *opts);
+MN_API mn_meta_estimator mn_meta_estimator_make(const mn_estimator_opts *opts);
 /* A slot of task `seed` from family f, its runs' states made for o (the same config is required later). */
-mn_meta_slot *mn_meta_slot_new(const mn_meta_estimator *e, const mn_lopt *o, const mn_meta_family *f, uint64_t seed,
+MN_API mn_meta_slot *mn_meta_slot_new(const mn_meta_estimator *e, const mn_lopt *o, const mn_meta_family *f, uint64_t seed,
                                int64_t horizon);
-void mn_meta_slot_free(mn_meta_slot *s);
+MN_API void mn_meta_slot_free(mn_meta_slot *s);
 
 /* ---- several processes (MPI) --------------------------------------------------------------------------
  * Under mpirun, each rank estimates a slice of the trainer's slots (slot b on rank b mod ranks); the
@@ -292,9 +292,9 @@ void mn_meta_slot_free(mn_meta_slot *s);
  * ...`. Every rank runs the same program with the same options. */
 /* Starts MPI when the program was launched by mpirun, else nothing (a plain run stays one process). Returns
  * this process's rank; *size (may be NULL) the number of ranks. Without MPI in the build: rank 0 of 1. */
-int mn_meta_mpi_init(int *argc, char ***argv, int *size);
-void mn_meta_mpi_finalize(void);
-bool mn_meta_mpi_available(void); /* the build has MPI */
+MN_API int mn_meta_mpi_init(int *argc, char ***argv, int *size);
+MN_API void mn_meta_mpi_finalize(void);
+MN_API bool mn_meta_mpi_available(void); /* the build has MPI */
 
 typedef struct {
     int tasks;                          /* B task slots per iteration: 4 */
@@ -306,7 +306,7 @@ typedef struct {
     int task_threads;                   /* slots estimated at once, one inner thread each: 1. The results do not
                                          * depend on it (each slot computes alone; they are combined in order) */
 } mn_meta_trainer_opts;
-mn_meta_trainer_opts mn_meta_trainer_default_opts(void);
+MN_API mn_meta_trainer_opts mn_meta_trainer_default_opts(void);
 
 typedef struct {
     int64_t iteration;                  /* iterations completed, this one included */
@@ -322,13 +322,13 @@ typedef struct {
 /* The outer loop. o and f are the caller's and must outlive the trainer; o's weights are trained in
  * place. The first B tasks are sampled at creation. */
 typedef struct mn_meta_trainer mn_meta_trainer;
-mn_meta_trainer *mn_meta_trainer_new(mn_lopt *o, const mn_meta_family *f, const mn_meta_trainer_opts *opts);
+MN_API mn_meta_trainer *mn_meta_trainer_new(mn_lopt *o, const mn_meta_family *f, const mn_meta_trainer_opts *opts);
 /* One meta-iteration: an estimate from each slot (on opts.task_threads threads), the average of those that
  * were finite, one Adam step on the weights (none when all were skipped), restarts of the tasks that
  * reached their horizon or were skipped. */
-void mn_meta_trainer_iterate(mn_meta_trainer *tr, mn_meta_stats *stats);
-int64_t mn_meta_trainer_iteration(const mn_meta_trainer *tr);
-const mn_task_run *mn_meta_trainer_run(const mn_meta_trainer *tr, int i); /* slot i's first run, i < B */
+MN_API void mn_meta_trainer_iterate(mn_meta_trainer *tr, mn_meta_stats *stats);
+MN_API int64_t mn_meta_trainer_iteration(const mn_meta_trainer *tr);
+MN_API const mn_task_run *mn_meta_trainer_run(const mn_meta_trainer *tr, int i); /* slot i's first run, i < B */
 /* ---- validation and the best weights ---------------------------------------------------------------- */
 typedef struct {
     int tasks;                          /* held-out tasks of the family (seeds from their own stream): 2 */
@@ -346,20 +346,20 @@ typedef struct {
 } mn_meta_validation;
 /* Trains the held-out tasks with o the way it is used after meta-training (first-order gradients, the fused
  * no-graph step), on `threads` threads (the same numbers for any count). A diverged task counts as e^30. */
-mn_meta_validation mn_meta_validate(const mn_lopt *o, const mn_meta_family *f, const mn_meta_validation_opts *opts,
+MN_API mn_meta_validation mn_meta_validate(const mn_lopt *o, const mn_meta_family *f, const mn_meta_validation_opts *opts,
                                     int threads);
 /* The same for the trainer's weights, on its task threads, and whether they are the best so far (the best
  * score is kept in the trainer's checkpoints, so a resumed run selects as one that never stopped). */
-mn_meta_validation mn_meta_trainer_validate(mn_meta_trainer *tr, const mn_meta_validation_opts *opts);
+MN_API mn_meta_validation mn_meta_trainer_validate(mn_meta_trainer *tr, const mn_meta_validation_opts *opts);
 
 /* Everything a resume needs in directory dir: the weights (optimizer.safetensors, mn_lopt_save), the
  * Adam state, every task run (parameters, optimizer state, data streams, step, horizon, seed), the
  * estimators' carried state, the iteration, the sampling stream and the options. Written into dir.tmp,
  * then swapped in by renames, so dir always holds a complete checkpoint. */
-bool mn_meta_trainer_save(const mn_meta_trainer *tr, const char *dir, mn_err *err);
+MN_API bool mn_meta_trainer_save(const mn_meta_trainer *tr, const char *dir, mn_err *err);
 /* Restores a trainer made with the same optimizer config, family and options (else an error naming
  * what differs); the weights are copied into o. Nothing changes on failure. */
-bool mn_meta_trainer_load(mn_meta_trainer *tr, const char *dir, mn_err *err);
-void mn_meta_trainer_free(mn_meta_trainer *tr);
+MN_API bool mn_meta_trainer_load(mn_meta_trainer *tr, const char *dir, mn_err *err);
+MN_API void mn_meta_trainer_free(mn_meta_trainer *tr);
 
 #endif

@@ -27,12 +27,12 @@ typedef struct {
     char **id2label; /* num_labels owned names, or NULL for Hugging Face's defaults "LABEL_i" */
 } mn_labels;
 /* Replaces the labels: n classes named names[0..n) (copied), or "LABEL_i" when names is NULL. */
-void mn_labels_set(mn_labels *l, int64_t n, const char *const *names);
+MN_API void mn_labels_set(mn_labels *l, int64_t n, const char *const *names);
 /* Name of class i (buf, at least 32 bytes, holds a default "LABEL_i"). */
-const char *mn_labels_name(const mn_labels *l, int64_t i, char *buf);
-int64_t mn_labels_find(const mn_labels *l, const char *name); /* label2id; -1 if absent */
-void mn_labels_copy(mn_labels *dst, const mn_labels *src);  /* dst is overwritten, not freed */
-void mn_labels_free(mn_labels *l);
+MN_API const char *mn_labels_name(const mn_labels *l, int64_t i, char *buf);
+MN_API int64_t mn_labels_find(const mn_labels *l, const char *name); /* label2id; -1 if absent */
+MN_API void mn_labels_copy(mn_labels *dst, const mn_labels *src);  /* dst is overwritten, not freed */
+MN_API void mn_labels_free(mn_labels *l);
 
 /* ---- configurations -------------------------------------------------------------------------
  * Field names are Hugging Face's. Floats are doubles so config.json round-trips
@@ -87,35 +87,35 @@ typedef struct {
 #define MN_MODEL_MAX_PARAMS ((double)(1ll << 31))
 /* Lower bounds on the parameter count of a config's model: its weight matrices and embedding
  * tables, without biases, norms, pooler or heads */
-double mn_vit_config_matrix_params(const mn_vit_config *c);
-double mn_bert_config_matrix_params(const mn_bert_config *c);
-double mn_mlp_config_matrix_params(const mn_mlp_config *c);
+MN_API double mn_vit_config_matrix_params(const mn_vit_config *c);
+MN_API double mn_bert_config_matrix_params(const mn_bert_config *c);
+MN_API double mn_mlp_config_matrix_params(const mn_mlp_config *c);
 
-void mn_vit_config_default(mn_vit_config *c);
-bool mn_vit_config_named(const char *name, mn_vit_config *c); /* false if unknown */
-bool mn_vit_config_check(const mn_vit_config *c, mn_err *err); /* sizes positive, divisible, ... */
-bool mn_vit_config_read(const char *path, mn_vit_config *c, mn_err *err);
-bool mn_vit_config_write(const mn_vit_config *c, const char *path, mn_err *err);
-void mn_vit_config_copy(mn_vit_config *dst, const mn_vit_config *src); /* deep; dst overwritten */
-void mn_vit_config_free(mn_vit_config *c);
+MN_API void mn_vit_config_default(mn_vit_config *c);
+MN_API bool mn_vit_config_named(const char *name, mn_vit_config *c); /* false if unknown */
+MN_API bool mn_vit_config_check(const mn_vit_config *c, mn_err *err); /* sizes positive, divisible, ... */
+MN_API bool mn_vit_config_read(const char *path, mn_vit_config *c, mn_err *err);
+MN_API bool mn_vit_config_write(const mn_vit_config *c, const char *path, mn_err *err);
+MN_API void mn_vit_config_copy(mn_vit_config *dst, const mn_vit_config *src); /* deep; dst overwritten */
+MN_API void mn_vit_config_free(mn_vit_config *c);
 
-void mn_bert_config_default(mn_bert_config *c);
-bool mn_bert_config_named(const char *name, mn_bert_config *c);
-bool mn_bert_config_check(const mn_bert_config *c, mn_err *err);
-bool mn_bert_config_read(const char *path, mn_bert_config *c, mn_err *err);
-bool mn_bert_config_write(const mn_bert_config *c, const char *path, mn_err *err);
-void mn_bert_config_copy(mn_bert_config *dst, const mn_bert_config *src);
-void mn_bert_config_free(mn_bert_config *c);
+MN_API void mn_bert_config_default(mn_bert_config *c);
+MN_API bool mn_bert_config_named(const char *name, mn_bert_config *c);
+MN_API bool mn_bert_config_check(const mn_bert_config *c, mn_err *err);
+MN_API bool mn_bert_config_read(const char *path, mn_bert_config *c, mn_err *err);
+MN_API bool mn_bert_config_write(const mn_bert_config *c, const char *path, mn_err *err);
+MN_API void mn_bert_config_copy(mn_bert_config *dst, const mn_bert_config *src);
+MN_API void mn_bert_config_free(mn_bert_config *c);
 
 /* config.json of an MLP: {"model_type": "mlp", "sizes": [784, 512, 512, 10], "hidden_act": "relu"} */
-bool mn_mlp_config_named(const char *name, mn_mlp_config *c); /* "mlp": 784-512-512-10, ReLU */
-bool mn_mlp_config_check(const mn_mlp_config *c, mn_err *err);
-bool mn_mlp_config_read(const char *path, mn_mlp_config *c, mn_err *err);
-bool mn_mlp_config_write(const mn_mlp_config *c, const char *path, mn_err *err);
+MN_API bool mn_mlp_config_named(const char *name, mn_mlp_config *c); /* "mlp": 784-512-512-10, ReLU */
+MN_API bool mn_mlp_config_check(const mn_mlp_config *c, mn_err *err);
+MN_API bool mn_mlp_config_read(const char *path, mn_mlp_config *c, mn_err *err);
+MN_API bool mn_mlp_config_write(const mn_mlp_config *c, const char *path, mn_err *err);
 
 /* The "model_type" of a config.json (or of a directory's): "vit", "bert", "mlp", ...
  * Copied into out (size n); false and err if the file is unreadable or has none. */
-bool mn_config_model_type(const char *path, char *out, size_t n, mn_err *err);
+MN_API bool mn_config_model_type(const char *path, char *out, size_t n, mn_err *err);
 
 /* ---- checkpoints: named parameters <-> safetensors -------------------------------------------- */
 /* What a load did, for the caller to print or check. Names are owned copies. */
@@ -131,8 +131,8 @@ typedef struct {
 /* Hugging Face-style warning text ("Some weights of X were not initialized from the model
  * checkpoint at P and are newly initialized: [...]") plus the notes; malloc'd, "" when there is
  * nothing to report. */
-char *mn_load_report_summary(const mn_load_report *r);
-void mn_load_report_free(mn_load_report *r);
+MN_API char *mn_load_report_summary(const mn_load_report *r);
+MN_API void mn_load_report_free(mn_load_report *r);
 
 /* How a model's names relate to checkpoint names. */
 typedef struct {
@@ -154,10 +154,10 @@ typedef struct {
  * reported as mismatched. Tensors the model does not use (embeddings.position_ids,
  * cls.seq_relationship.*, a pooler it lacks) are ignored and reported as unexpected. report
  * (NULL: none) is overwritten, so free a previous one first; on failure it is left empty. */
-bool mn_params_load(const mn_params *params, const char *path, const mn_load_spec *spec, mn_load_report *report,
+MN_API bool mn_params_load(const mn_params *params, const char *path, const mn_load_spec *spec, mn_load_report *report,
                     mn_err *err);
 /* Writes params (F32, Hugging Face names, {"format": "pt"} metadata) atomically. */
-bool mn_params_save(const mn_params *params, const char *path, mn_err *err);
+MN_API bool mn_params_save(const mn_params *params, const char *path, mn_err *err);
 
 /* Options for *_from_pretrained; NULL means all defaults. */
 typedef struct {
@@ -174,18 +174,18 @@ typedef struct {
     mn_mlp mlp;       /* PyTorch's default Linear initialisation */
     mn_params params; /* layers.{i}.weight / layers.{i}.bias */
 } mn_mlp_model;
-mn_mlp_model *mn_mlp_model_new(const mn_mlp_config *cfg, mn_rng *rng);
+MN_API mn_mlp_model *mn_mlp_model_new(const mn_mlp_config *cfg, mn_rng *rng);
 /* x [..., sizes[0]] -> [..., sizes[n]] */
-mn_tensor *mn_mlp_model_forward(const mn_mlp_model *m, mn_tensor *x);
-bool mn_mlp_model_save(const mn_mlp_model *m, const char *dir, mn_err *err);
-bool mn_mlp_model_load(mn_mlp_model *m, const char *path, mn_load_report *report, mn_err *err);
-mn_mlp_model *mn_mlp_model_from_pretrained(const char *dir, uint64_t seed, mn_load_report *report, mn_err *err);
-void mn_mlp_model_free(mn_mlp_model *m);
+MN_API mn_tensor *mn_mlp_model_forward(const mn_mlp_model *m, mn_tensor *x);
+MN_API bool mn_mlp_model_save(const mn_mlp_model *m, const char *dir, mn_err *err);
+MN_API bool mn_mlp_model_load(mn_mlp_model *m, const char *path, mn_load_report *report, mn_err *err);
+MN_API mn_mlp_model *mn_mlp_model_from_pretrained(const char *dir, uint64_t seed, mn_load_report *report, mn_err *err);
+MN_API void mn_mlp_model_free(mn_mlp_model *m);
 
 /* ---- ViT (pre-LN, CLS token, learned positions, final LayerNorm) ------------------------------ */
 typedef enum { MN_VIT_MODEL, MN_VIT_FOR_IMAGE_CLASSIFICATION } mn_vit_arch;
-const char *mn_vit_arch_name(mn_vit_arch a); /* "ViTModel", "ViTForImageClassification" */
-bool mn_vit_arch_parse(const char *name, mn_vit_arch *out);
+MN_API const char *mn_vit_arch_name(mn_vit_arch a); /* "ViTModel", "ViTForImageClassification" */
+MN_API bool mn_vit_arch_parse(const char *name, mn_vit_arch *out);
 
 typedef struct {
     mn_vit_config cfg;
@@ -203,28 +203,28 @@ typedef struct {
 /* Initialised as transformers does, with plain normals where it uses truncated ones:
  * weights, cls token and positions N(0, initializer_range), biases 0, LayerNorm 1 / 0.
  * pooler only applies to MN_VIT_MODEL. An invalid config is a programming error. */
-mn_vit *mn_vit_new(const mn_vit_config *cfg, mn_vit_arch arch, bool pooler, mn_rng *rng);
+MN_API mn_vit *mn_vit_new(const mn_vit_config *cfg, mn_vit_arch arch, bool pooler, mn_rng *rng);
 /* pixels [B, C, S, S] -> last_hidden_state [B, N + 1, H] (after the final LayerNorm) */
-mn_tensor *mn_vit_encode(const mn_vit *m, mn_tensor *pixels, mn_rng *rng);
+MN_API mn_tensor *mn_vit_encode(const mn_vit *m, mn_tensor *pixels, mn_rng *rng);
 /* hidden [B, T, H] -> pooled [B, H] = tanh(dense(hidden[:, 0])); needs the pooler */
-mn_tensor *mn_vit_pool(const mn_vit *m, mn_tensor *hidden);
+MN_API mn_tensor *mn_vit_pool(const mn_vit *m, mn_tensor *hidden);
 /* The architecture's main output: ViTModel -> last_hidden_state [B, N + 1, H];
  * ViTForImageClassification -> logits [B, num_labels] (classifier on token 0). */
-mn_tensor *mn_vit_forward(const mn_vit *m, mn_tensor *pixels, mn_rng *rng);
+MN_API mn_tensor *mn_vit_forward(const mn_vit *m, mn_tensor *pixels, mn_rng *rng);
 /* The load spec of this model (names of heads and aliases), for mn_params_load. */
-mn_load_spec mn_vit_load_spec(const mn_vit *m);
-bool mn_vit_save(const mn_vit *m, const char *dir, mn_err *err);
+MN_API mn_load_spec mn_vit_load_spec(const mn_vit *m);
+MN_API bool mn_vit_save(const mn_vit *m, const char *dir, mn_err *err);
 /* Loads weights from a directory or .safetensors into an existing model (see mn_params_load). */
-bool mn_vit_load(mn_vit *m, const char *path, mn_load_report *report, mn_err *err);
+MN_API bool mn_vit_load(mn_vit *m, const char *path, mn_load_report *report, mn_err *err);
 /* config.json + weights of dir; the caller frees the model. */
-mn_vit *mn_vit_from_pretrained(const char *dir, mn_vit_arch arch, const mn_pretrained_opts *opts,
+MN_API mn_vit *mn_vit_from_pretrained(const char *dir, mn_vit_arch arch, const mn_pretrained_opts *opts,
                                mn_load_report *report, mn_err *err);
-void mn_vit_free(mn_vit *m);
+MN_API void mn_vit_free(mn_vit *m);
 
 /* ---- BERT (post-LN; embeddings word + position + token type, then LayerNorm) ------------------ */
 typedef enum { MN_BERT_MODEL, MN_BERT_FOR_MASKED_LM, MN_BERT_FOR_SEQUENCE_CLASSIFICATION } mn_bert_arch;
-const char *mn_bert_arch_name(mn_bert_arch a); /* "BertModel", "BertForMaskedLM", ... */
-bool mn_bert_arch_parse(const char *name, mn_bert_arch *out);
+MN_API const char *mn_bert_arch_name(mn_bert_arch a); /* "BertModel", "BertForMaskedLM", ... */
+MN_API bool mn_bert_arch_parse(const char *name, mn_bert_arch *out);
 
 typedef struct {
     mn_bert_config cfg;
@@ -246,29 +246,29 @@ typedef struct {
 } mn_bert;
 /* Weights and embeddings N(0, initializer_range) (the pad_token_id row of the word embeddings
  * zero), biases 0, LayerNorm 1 / 0. pooler only applies to MN_BERT_MODEL. */
-mn_bert *mn_bert_new(const mn_bert_config *cfg, mn_bert_arch arch, bool pooler, mn_rng *rng);
+MN_API mn_bert *mn_bert_new(const mn_bert_config *cfg, mn_bert_arch arch, bool pooler, mn_rng *rng);
 /* input_ids int32 [B, T]; token_type_ids int32 [B, T] or NULL (all 0); attention_mask [B, T]
  * (1 = token, 0 = padding; int32 or float) or NULL -> last_hidden_state [B, T, H] */
-mn_tensor *mn_bert_encode(const mn_bert *m, mn_tensor *input_ids, mn_tensor *token_type_ids,
+MN_API mn_tensor *mn_bert_encode(const mn_bert *m, mn_tensor *input_ids, mn_tensor *token_type_ids,
                           mn_tensor *attention_mask, mn_rng *rng);
 /* hidden [B, T, H] -> pooled [B, H] = tanh(dense(hidden[:, 0])); needs the pooler */
-mn_tensor *mn_bert_pool(const mn_bert *m, mn_tensor *hidden);
+MN_API mn_tensor *mn_bert_pool(const mn_bert *m, mn_tensor *hidden);
 /* hidden [..., H] -> vocabulary logits [..., V] (masked LM head). Pass only the rows that
  * carry labels to skip the large decoder GEMM on the others. */
-mn_tensor *mn_bert_mlm_head(const mn_bert *m, mn_tensor *hidden);
+MN_API mn_tensor *mn_bert_mlm_head(const mn_bert *m, mn_tensor *hidden);
 /* Masked-LM loss from hidden [B, T, H] and int32 labels [B, T]: the mean cross-entropy over
  * positions whose label is not -100 (transformers' ignore index), computing vocabulary logits
  * only for those rows. Equals mn_cross_entropy(mn_bert_forward(...), labels, -100, 0). */
-mn_tensor *mn_bert_mlm_loss(const mn_bert *m, mn_tensor *hidden, mn_tensor *labels);
+MN_API mn_tensor *mn_bert_mlm_loss(const mn_bert *m, mn_tensor *hidden, mn_tensor *labels);
 /* The architecture's main output: BertModel -> last_hidden_state [B, T, H];
  * BertForMaskedLM -> logits [B, T, V]; BertForSequenceClassification -> logits [B, num_labels]. */
-mn_tensor *mn_bert_forward(const mn_bert *m, mn_tensor *input_ids, mn_tensor *token_type_ids,
+MN_API mn_tensor *mn_bert_forward(const mn_bert *m, mn_tensor *input_ids, mn_tensor *token_type_ids,
                            mn_tensor *attention_mask, mn_rng *rng);
-mn_load_spec mn_bert_load_spec(const mn_bert *m);
-bool mn_bert_save(const mn_bert *m, const char *dir, mn_err *err);
-bool mn_bert_load(mn_bert *m, const char *path, mn_load_report *report, mn_err *err);
-mn_bert *mn_bert_from_pretrained(const char *dir, mn_bert_arch arch, const mn_pretrained_opts *opts,
+MN_API mn_load_spec mn_bert_load_spec(const mn_bert *m);
+MN_API bool mn_bert_save(const mn_bert *m, const char *dir, mn_err *err);
+MN_API bool mn_bert_load(mn_bert *m, const char *path, mn_load_report *report, mn_err *err);
+MN_API mn_bert *mn_bert_from_pretrained(const char *dir, mn_bert_arch arch, const mn_pretrained_opts *opts,
                                  mn_load_report *report, mn_err *err);
-void mn_bert_free(mn_bert *m);
+MN_API void mn_bert_free(mn_bert *m);
 
 #endif

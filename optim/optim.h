@@ -16,11 +16,11 @@ typedef struct mn_optimizer mn_optimizer;
 
 /* ---- the hand-designed optimizers ---------------------------------------------- */
 /* SGD: v = momentum v + (g + wd p); p -= lr (nesterov ? g + wd p + momentum v : v) (PyTorch's rule) */
-mn_optimizer *mn_sgd_new(const mn_params *params, float lr, float momentum, bool nesterov, float weight_decay);
+MN_API mn_optimizer *mn_sgd_new(const mn_params *params, float lr, float momentum, bool nesterov, float weight_decay);
 /* Adam with L2 weight decay added to the gradient (PyTorch's Adam) */
-mn_optimizer *mn_adam_new(const mn_params *params, float lr, float beta1, float beta2, float eps, float weight_decay);
+MN_API mn_optimizer *mn_adam_new(const mn_params *params, float lr, float beta1, float beta2, float eps, float weight_decay);
 /* AdamW: decoupled weight decay p *= 1 - lr wd before the Adam update (PyTorch's AdamW) */
-mn_optimizer *mn_adamw_new(const mn_params *params, float lr, float beta1, float beta2, float eps, float weight_decay);
+MN_API mn_optimizer *mn_adamw_new(const mn_params *params, float lr, float beta1, float beta2, float eps, float weight_decay);
 /* From a command-line spec: "sgd[:LR[:MOMENTUM]]", "adam[:LR]", "adamw[:LR[:WD]]", and the learned
  * optimizers "lstm[:CKPT]", "mnemosyne-c[:CKPT]", "mnemosyne-t[:CKPT]", "mnemosyne[:CKPT]" (the
  * variant the checkpoint holds; Mnemosyne-T without one), with lr (the lr_scale) 1. Without CKPT
@@ -30,22 +30,22 @@ mn_optimizer *mn_adamw_new(const mn_params *params, float lr, float beta1, float
  * command-line user wants; write "sgd:LR:0" for it), no Nesterov, no weight decay;
  * Adam and AdamW use betas (0.9, 0.999) and eps 1e-8; Adam no weight decay; AdamW
  * weight decay 0.01 (PyTorch's default). */
-mn_optimizer *mn_optim_from_spec(const char *spec, const mn_params *params, mn_err *err);
+MN_API mn_optimizer *mn_optim_from_spec(const char *spec, const mn_params *params, mn_err *err);
 
 /* ---- the interface --------------------------------------------------------------------- */
 /* One update from each parameter's ->grad, in place and recording nothing (whatever the
  * grad mode); a parameter without a grad is skipped and its own step count (Adam's bias
  * correction) does not advance, as in PyTorch. No allocation: state exists from creation. */
-void mn_optim_step(mn_optimizer *o);
-void mn_optim_zero_grad(mn_optimizer *o); /* drops every parameter's ->grad */
-void mn_optim_set_lr(mn_optimizer *o, float lr);
-float mn_optim_lr(const mn_optimizer *o);
-int64_t mn_optim_step_count(const mn_optimizer *o);
-const char *mn_optim_name(const mn_optimizer *o);
+MN_API void mn_optim_step(mn_optimizer *o);
+MN_API void mn_optim_zero_grad(mn_optimizer *o); /* drops every parameter's ->grad */
+MN_API void mn_optim_set_lr(mn_optimizer *o, float lr);
+MN_API float mn_optim_lr(const mn_optimizer *o);
+MN_API int64_t mn_optim_step_count(const mn_optimizer *o);
+MN_API const char *mn_optim_name(const mn_optimizer *o);
 /* Parameter group: parameters whose names start with prefix get lr * lr_scale and
  * this weight decay (overriding no_decay). Later calls win for overlapping prefixes.
  * Returns how many parameters matched (0 usually means a misspelt prefix). */
-int mn_optim_group(mn_optimizer *o, const char *prefix, float lr_scale, float weight_decay);
+MN_API int mn_optim_group(mn_optimizer *o, const char *prefix, float lr_scale, float weight_decay);
 /* State (moments, step count, hyper-parameters) as safetensors, written atomically:
  * tensors "state.<param name>.<slot>" (SGD: momentum_buffer; Adam: exp_avg, exp_avg_sq)
  * and "state.<param name>.step" (I32 [1], the parameter's own step count); metadata
@@ -54,10 +54,10 @@ int mn_optim_group(mn_optimizer *o, const char *prefix, float lr_scale, float we
  * hyper-parameters, and that every name and shape matches this optimizer's parameters
  * (nothing missing, nothing extra) before changing anything; then it restores the state,
  * the step counts and the base lr. Groups' lr scales and weight decays are not saved. */
-bool mn_optim_save(const mn_optimizer *o, const char *path, mn_err *err);
-bool mn_optim_load(mn_optimizer *o, const char *path, mn_err *err);
-size_t mn_optim_state_bytes(const mn_optimizer *o); /* SGD with momentum: 4 per parameter; Adam: 8 */
-void mn_optim_free(mn_optimizer *o);
+MN_API bool mn_optim_save(const mn_optimizer *o, const char *path, mn_err *err);
+MN_API bool mn_optim_load(mn_optimizer *o, const char *path, mn_err *err);
+MN_API size_t mn_optim_state_bytes(const mn_optimizer *o); /* SGD with momentum: 4 per parameter; Adam: 8 */
+MN_API void mn_optim_free(mn_optimizer *o);
 
 /* ---- schedules ----------------------------------------------------------------------------- */
 typedef enum { MN_SCHED_CONSTANT, MN_SCHED_LINEAR, MN_SCHED_COSINE } mn_sched_kind;
@@ -72,15 +72,15 @@ typedef struct {
  * progress = (step - warmup) / (total - warmup) clamped to [0, 1]:
  *   constant: base_lr;  linear: min_lr + (base_lr - min_lr) (1 - progress);
  *   cosine: min_lr + (base_lr - min_lr) (1 + cos(pi progress)) / 2. */
-float mn_schedule_lr(const mn_schedule *s, int64_t step);
-bool mn_schedule_parse(const char *name, mn_sched_kind *out); /* "constant", "linear", "cosine" */
+MN_API float mn_schedule_lr(const mn_schedule *s, int64_t step);
+MN_API bool mn_schedule_parse(const char *name, mn_sched_kind *out); /* "constant", "linear", "cosine" */
 
 /* ---- clipping ---------------------------------------------------------------------------------- */
 /* Global L2 norm of all gradients (parameters without one are skipped), accumulated in
  * double. As PyTorch's clip_grad_norm_: when coef = max_norm / (norm + 1e-6) is below 1,
  * every gradient is scaled in place by coef. Returns the norm before clipping.
  * A non-finite norm leaves the gradients untouched (the caller can skip the step). */
-float mn_clip_grad_norm(const mn_params *p, float max_norm);
+MN_API float mn_clip_grad_norm(const mn_params *p, float max_norm);
 
 /* ---- update rules as differentiable functions -------------------------------------------------
  * The same rules as the optimizers above, written with mn_* ops so that the
@@ -89,9 +89,9 @@ float mn_clip_grad_norm(const mn_params *p, float max_norm);
  * tensors are returned (scope-owned like any op result). step counts from 1.
  * State inputs may be NULL, meaning zeros (the first step). mn_sgd_update sets *new_buf
  * to NULL when momentum is 0. new_buf / new_m / new_v may be NULL if not wanted. */
-mn_tensor *mn_sgd_update(mn_tensor *param, mn_tensor *grad, mn_tensor *buf, float lr, float momentum, bool nesterov,
+MN_API mn_tensor *mn_sgd_update(mn_tensor *param, mn_tensor *grad, mn_tensor *buf, float lr, float momentum, bool nesterov,
                          float weight_decay, mn_tensor **new_buf);
-mn_tensor *mn_adam_update(mn_tensor *param, mn_tensor *grad, mn_tensor *m, mn_tensor *v, int64_t step, float lr,
+MN_API mn_tensor *mn_adam_update(mn_tensor *param, mn_tensor *grad, mn_tensor *m, mn_tensor *v, int64_t step, float lr,
                           float beta1, float beta2, float eps, float weight_decay, bool decoupled, mn_tensor **new_m,
                           mn_tensor **new_v);
 

@@ -24,8 +24,10 @@ typedef struct block {
 } block;
 
 /* per thread: a block freed by another thread than the one that allocated it joins the freeing
- * thread's cache, which is fine for malloc'd blocks */
-static MN_THREAD_LOCAL block *g_free_list[N_CLASSES];
+ * thread's cache, which is fine for malloc'd blocks. The lists live on the heap (made at a
+ * thread's first cached free): initial-exec thread-locals must stay a few bytes, or a dlopen of
+ * libmnemo.so finds no room for them in the static TLS block. */
+static MN_THREAD_LOCAL block **g_free_list;
 static MN_THREAD_LOCAL int64_t g_cached_bytes;
 static int64_t g_cache_limit = -1;
 
@@ -64,7 +66,7 @@ void *mn__alloc(size_t nbytes, size_t *capacity) {
         return aligned_alloc(64, *capacity);
     }
     *capacity = class_size(k);
-    if (MN_CACHE_ENABLED && g_free_list[k]) {
+    if (MN_CACHE_ENABLED && g_free_list && g_free_list[k]) {
         block *b = g_free_list[k];
         g_free_list[k] = b->next;
         g_cached_bytes -= (int64_t)*capacity;
@@ -78,7 +80,8 @@ void mn__free(void *p, size_t capacity) {
     if (!p) return;
     int k = class_of(capacity);
     if (MN_CACHE_ENABLED && k < N_CLASSES && class_size(k) == capacity &&
-        g_cached_bytes + (int64_t)capacity <= cache_limit()) {
+        g_cached_bytes + (int64_t)capacity <= cache_limit() &&
+        (g_free_list || (g_free_list = calloc(N_CLASSES, sizeof *g_free_list)))) {
         block *b = p;
         b->next = g_free_list[k];
         g_free_list[k] = b;
@@ -89,7 +92,7 @@ void mn__free(void *p, size_t capacity) {
 }
 
 void mn_memory_trim(void) {
-    for (int k = 0; k < N_CLASSES; k++) {
+    for (int k = 0; g_free_list && k < N_CLASSES; k++) {
         while (g_free_list[k]) {
             block *b = g_free_list[k];
             g_free_list[k] = b->next;

@@ -15,6 +15,7 @@
 #include "gemm_kernels.h"
 
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,9 +93,11 @@ static _Thread_local pack_buffer tls_buf_a, tls_buf_b;
  * reachable (no leak reports) and are freed at exit. */
 static float **g_registry;
 static size_t g_registry_len, g_registry_cap;
+/* (a mutex rather than a named OpenMP critical section, whose lock would be an exported symbol) */
+static pthread_mutex_t g_registry_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void registry_swap(float *old, float *new_) {
-#pragma omp critical(mn_gemm_registry)
+    pthread_mutex_lock(&g_registry_lock);
     {
         size_t i = 0;
         while (old && i < g_registry_len && g_registry[i] != old) i++;
@@ -108,6 +111,7 @@ static void registry_swap(float *old, float *new_) {
             g_registry[g_registry_len++] = new_;
         }
     }
+    pthread_mutex_unlock(&g_registry_lock);
 }
 
 static void registry_free_all(void) {
@@ -120,11 +124,12 @@ static void registry_free_all(void) {
 static float *pack_buffer_get(pack_buffer *buf, size_t floats) {
     if (floats > buf->capacity) {
         static bool at_exit_registered;
-#pragma omp critical(mn_gemm_registry)
+        pthread_mutex_lock(&g_registry_lock);
         if (!at_exit_registered) {
             atexit(registry_free_all);
             at_exit_registered = true;
         }
+        pthread_mutex_unlock(&g_registry_lock);
         float *old = buf->data;
         size_t bytes = (floats * sizeof(float) + 63) & ~(size_t)63;
         buf->data = aligned_alloc(64, bytes);

@@ -14,29 +14,31 @@
 
 #include <stdint.h>
 
+#include "tensor/export.h"
+
 typedef struct {
     uint64_t seed;
     uint64_t counter;
 } mn_rng;
 
-mn_rng mn_rng_new(uint64_t seed);
+MN_API mn_rng mn_rng_new(uint64_t seed);
 
 /* Uniform floats in [lo, hi) (requires lo < hi), from the top 24 bits of each
  * word; a result that would round up to hi is replaced by the float below hi. */
-void mn_rng_uniform(mn_rng *g, int64_t n, float *out, float lo, float hi);
+MN_API void mn_rng_uniform(mn_rng *g, int64_t n, float *out, float lo, float hi);
 
 /* Normal floats by Box-Muller: each block's words (0,1) and (2,3) each give a
  * pair of normals, so the same counter rule applies: ceil(n/4) blocks. */
-void mn_rng_normal(mn_rng *g, int64_t n, float *out, float mean, float std);
+MN_API void mn_rng_normal(mn_rng *g, int64_t n, float *out, float mean, float std);
 
 /* Word 0 of the next block; advances the counter by 1. */
-uint32_t mn_rng_u32(mn_rng *g);
+MN_API uint32_t mn_rng_u32(mn_rng *g);
 
 /* Unbiased integer in [0, bound) (Lemire's multiply-and-reject on 64 bits).
  * Each attempt uses one block; rejections are rare. bound == 0 returns 0. */
-uint64_t mn_rng_below(mn_rng *g, uint64_t bound);
+MN_API uint64_t mn_rng_below(mn_rng *g, uint64_t bound);
 
 /* The raw Philox4x32-10 bijection, exposed for known-answer tests. */
-void mn_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+MN_API void mn_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
 
 #endif

@@ -124,7 +124,7 @@ static void destroy_tensor(mn_tensor *t) {
     storage_release(t->storage);
     if (t->node && g_node_destructor) g_node_destructor(t->node);
     mn_release(t->grad);
-    mn_release(t->ag_grad);
+    mn_release(mn__obj(t)->ag_grad);
     __atomic_sub_fetch(&g_live_tensors, 1, __ATOMIC_RELAXED);
     free(t);
 }
@@ -218,7 +218,7 @@ int64_t mn__dims_numel(int ndim, const int64_t *shape) {
 mn_tensor *mn__tensor_struct(mn_dtype dtype, int ndim, const int64_t *shape, const int64_t *strides,
                              int64_t offset, mn_storage *storage) {
     if (ndim < 0 || ndim > MN_MAX_DIMS) mn_fatal("tensor: %d dimensions (at most %d)", ndim, MN_MAX_DIMS);
-    mn_tensor *t = calloc(1, sizeof *t);
+    mn_tensor *t = calloc(1, sizeof(mn__tensor_obj));
     if (!t) mn_fatal("out of memory allocating a tensor");
     t->refcount = 1;
     t->dtype = dtype;

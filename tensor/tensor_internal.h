@@ -4,6 +4,16 @@
 
 #include "tensor/tensor.h"
 
+/* Every tensor the library creates is one of these (tensor.c allocates them), its public part
+ * first; the rest is the backward engine's scratch while it runs, kept out of the public struct. */
+typedef struct {
+    mn_tensor pub;
+    mn_tensor *ag_grad;
+    uint32_t ag_epoch;
+    uint8_t ag_flags;
+} mn__tensor_obj;
+static inline mn__tensor_obj *mn__obj(mn_tensor *t) { return (mn__tensor_obj *)t; }
+
 char *mn__dims_str(int ndim, const int64_t *shape, char *buf);
 mn_storage *mn__storage_new(size_t nbytes);
 /* 64-byte aligned blocks from the size-class cache (alloc.c) */
