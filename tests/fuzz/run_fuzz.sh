@@ -31,7 +31,7 @@ for src in "$root"/tests/fuzz/fuzz_*.c; do
     name="$(basename "$src" .c)"
     if [ ${#only[@]} -gt 0 ] && [[ ! " ${only[*]} " =~ " ${name#fuzz_} " ]]; then continue; fi
     clang -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fopenmp \
-        -D_GNU_SOURCE -I"$root" "$src" "${objs[@]}" -lsleef -ljansson -lz -lm -o "$out/$name"
+        -D_GNU_SOURCE -I"$root" "$src" "${objs[@]}" -lsleef -ljansson -lutf8proc -lz -lm -o "$out/$name"
     mkdir -p "$out/corpus_$name"
     # a valid starting point helps a short run get past the header checks
     case "$name" in
